@@ -1,0 +1,146 @@
+"""Face detection, landmarks and the one alignment function shared by scanning and training.
+
+Everything dlib-related loads lazily: importing this module costs nothing, so `phototag --help`
+stays instant. The aligned chip is dlib's own `get_face_chip` (5-point landmarks, 150 px, 25 %
+padding), which is exactly what dlib's face-descriptor network was trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DependencyError
+
+__all__ = ["Box", "FaceCrop", "detect", "align_and_crop", "describe", "CHIP_SIZE", "CHIP_PADDING"]
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+DESCRIPTOR_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixels of the image it was found in, face_recognition's (top, right, bottom, left)."""
+
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def scaled(self, factor: float, width: int, height: int) -> "Box":
+        """The same box in an image `factor` times larger, clipped to that image."""
+        return Box(
+            top=max(0, round(self.top * factor)),
+            right=min(width, round(self.right * factor)),
+            bottom=min(height, round(self.bottom * factor)),
+            left=max(0, round(self.left * factor)),
+        )
+
+    def as_list(self) -> list[int]:
+        return [self.top, self.right, self.bottom, self.left]
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """An aligned face: where it was, its five landmarks, and the chip the model sees."""
+
+    box: Box
+    landmarks: tuple[tuple[int, int], ...]
+    chip: np.ndarray  # CHIP_SIZE x CHIP_SIZE x 3, uint8 RGB
+
+
+@functools.lru_cache(maxsize=1)
+def _api() -> Any:
+    """Import face_recognition once, turning its quiet `quit()` on a broken install into an error."""
+    if importlib.util.find_spec("face_recognition_models") is None:
+        raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import pkg_resources  # noqa: F401  face_recognition_models needs it
+        except ImportError as exc:
+            raise DependencyError("face_recognition_models needs pkg_resources: install setuptools<82") from exc
+        try:
+            import face_recognition.api as api
+        except (ImportError, SystemExit) as exc:
+            raise DependencyError(f"cannot load face_recognition/dlib: {exc}") from exc
+    # face_recognition turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process, which would let a
+    # truncated photo pass as whole (and be tagged). We want to hear about truncated files.
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return api
+
+
+def _dlib() -> Any:
+    _api()
+    import dlib
+
+    return dlib
+
+
+# dlib's HOG detector scores its boxes; face_recognition keeps everything above 0. The mission patch on
+# the astronaut's suit scores 0.12 at upsample 1 (a false face). Measured on 500 UTKFace chips at
+# upsample 1: 96.4% found above 0, 93.8% above 0.15, so the threshold keeps 97% of those faces.
+DEFAULT_MIN_SCORE = 0.15
+
+
+def detect(image: np.ndarray, *, model: str = "hog", upsample: int = 0, min_size: int = 0,
+           min_score: float = DEFAULT_MIN_SCORE) -> list[Box]:
+    """Face boxes in `image` (RGB uint8), largest first; faces smaller than `min_size` px are dropped.
+
+    `min_score` applies to the HOG detector, whose scores are comparable across images.
+    """
+    api = _api()
+    image = np.ascontiguousarray(image)
+    if model == "hog":
+        rects, _scores, _kinds = api.face_detector.run(image, upsample, min_score)
+    elif model == "cnn":
+        rects = [d.rect for d in api.cnn_face_detector(image, upsample)]
+    else:
+        raise ValueError(f"unknown detector {model!r}: use 'hog' or 'cnn'")
+    h, w = image.shape[:2]
+    boxes = [
+        Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)) for r in rects
+    ]
+    boxes = [b for b in boxes if b.width > 0 and b.height > 0 and min(b.width, b.height) >= min_size]
+    return sorted(boxes, key=lambda b: -(b.width * b.height))
+
+
+def align_and_crop(image: np.ndarray, box: Box, *, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> FaceCrop:
+    """Find 5 landmarks inside `box` and cut the face out upright, eyes level, at a fixed size.
+
+    The single function used by `phototag scan` and by `training/`, so the model sees at prediction
+    time exactly the crops it was trained on.
+    """
+    api = _api()
+    dlib = _dlib()
+    image = np.ascontiguousarray(image)
+    rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
+    shape = api.pose_predictor_5_point(image, rect)
+    chip = dlib.get_face_chip(image, shape, size=size, padding=padding)
+    landmarks = tuple((p.x, p.y) for p in shape.parts())
+    return FaceCrop(box=box, landmarks=landmarks, chip=np.asarray(chip, dtype=np.uint8))
+
+
+def describe(chips: list[np.ndarray]) -> np.ndarray:
+    """dlib's 128-d face descriptors of aligned chips (n x 128, float32): the model's backbone."""
+    if not chips:
+        return np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
+    api = _api()
+    out = api.face_encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+    return np.asarray([np.asarray(d) for d in out], dtype=np.float32)
