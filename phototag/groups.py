@@ -1,0 +1,180 @@
+"""Age-group schemes as data, and what follows from an age distribution: age, interval, group.
+
+The model predicts a probability for every age 0..100, so a group's probability is the sum over its
+ages and any scheme works without retraining. Schemes are presets or a user's TOML file:
+
+    name = "school"
+    [[groups]]
+    name = "Preschool"
+    min = 0
+    max = 5
+    [[groups]]
+    name = "School age"
+    min = 6          # `max` omitted on the last group: open-ended
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SchemeError
+
+__all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "MAX_AGE"]
+
+MAX_AGE = 100  # the distribution's last bin holds 100 and older
+INTERVAL = 0.80
+
+
+@dataclass(frozen=True)
+class AgeGroup:
+    name: str
+    min: int
+    max: int  # inclusive; MAX_AGE for an open-ended last group
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    groups: tuple[AgeGroup, ...]
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise SchemeError(f"scheme {self.name!r} has no groups")
+        expected = 0
+        for g in self.groups:
+            if g.min != expected or g.max < g.min:
+                raise SchemeError(
+                    f"scheme {self.name!r}: group {g.name!r} ({g.min}-{g.max}) must start at {expected} "
+                    "and groups must cover ages 0 to 100 without gaps or overlaps"
+                )
+            expected = g.max + 1
+        if expected != MAX_AGE + 1:
+            raise SchemeError(f"scheme {self.name!r}: the last group must be open-ended or end at {MAX_AGE}")
+        if len({g.name for g in self.groups}) != len(self.groups):
+            raise SchemeError(f"scheme {self.name!r}: group names must be unique")
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def group_of(self, age: float) -> str:
+        """The group that contains a whole age in years."""
+        a = int(min(max(round(age), 0), MAX_AGE))
+        for g in self.groups:
+            if g.min <= a <= g.max:
+                return g.name
+        raise AssertionError("schemes cover 0..MAX_AGE")  # pragma: no cover
+
+    def matrix(self) -> np.ndarray:
+        """(101 x n_groups) 0/1 matrix: distribution @ matrix = group probabilities."""
+        m = np.zeros((MAX_AGE + 1, len(self.groups)), dtype=np.float32)
+        for j, g in enumerate(self.groups):
+            m[g.min : g.max + 1, j] = 1.0
+        return m
+
+    def label(self, group: str) -> str:
+        g = next(x for x in self.groups if x.name == group)
+        span = f"{g.min}+" if g.max == MAX_AGE else f"{g.min}-{g.max}"
+        return f"{g.name} ({span})"
+
+
+def _scheme(name: str, *spec: tuple[str, int]) -> Scheme:
+    """A scheme from (name, first age) pairs; each group ends where the next begins."""
+    groups = []
+    for i, (gname, lo) in enumerate(spec):
+        hi = spec[i + 1][1] - 1 if i + 1 < len(spec) else MAX_AGE
+        groups.append(AgeGroup(gname, lo, hi))
+    return Scheme(name, tuple(groups))
+
+
+PRESETS: dict[str, Scheme] = {
+    # The ten groups of the reference study this project grew from.
+    "ten": _scheme(
+        "ten", ("Baby", 0), ("Toddler", 2), ("Child", 4), ("Adolescent", 9), ("Teenager", 14),
+        ("Young Adult", 19), ("Adult", 25), ("Mature Adult", 35), ("Middle Age", 45), ("Senior", 59),
+    ),
+    "three": _scheme("three", ("Young", 0), ("Middle", 30), ("Old", 60)),
+    "four": _scheme("four", ("Minor", 0), ("Young Adult", 18), ("Adult", 30), ("Elderly", 80)),
+    # Adience's eight bins (0-2, 4-6, 8-13, 15-20, 25-32, 38-43, 48-53, 60+), gaps closed at midpoints.
+    "adience": _scheme(
+        "adience", ("0-2", 0), ("4-6", 3), ("8-13", 7), ("15-20", 14), ("25-32", 23), ("38-43", 35),
+        ("48-53", 46), ("60+", 57),
+    ),
+}
+DEFAULT_SCHEME = "ten"
+
+
+def load_scheme_file(path: Path) -> Scheme:
+    """A scheme from a TOML file (see the module docstring)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SchemeError(f"{path}: cannot read scheme file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemeError(f"{path}: not valid TOML: {exc}") from exc
+    name = data.get("name") or Path(path).stem
+    rows = data.get("groups")
+    if not isinstance(rows, list) or not rows:
+        raise SchemeError(f"{path}: needs a [[groups]] table with name, min and max")
+    groups = []
+    for i, row in enumerate(rows):
+        try:
+            lo = int(row["min"])
+            hi = int(row.get("max", MAX_AGE)) if i < len(rows) - 1 or "max" in row else MAX_AGE
+            groups.append(AgeGroup(str(row["name"]), lo, min(hi, MAX_AGE)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemeError(f"{path}: group {i + 1} needs a name and whole-number min/max") from exc
+    return Scheme(str(name), tuple(groups))
+
+
+def get_scheme(name_or_path: str | None) -> Scheme:
+    """A preset by name, or a scheme from a TOML file path."""
+    key = name_or_path or DEFAULT_SCHEME
+    if key in PRESETS:
+        return PRESETS[key]
+    if key.endswith(".toml") or Path(key).is_file():
+        return load_scheme_file(Path(key))
+    raise SchemeError(f"unknown scheme {key!r}: use one of {', '.join(PRESETS)} or a .toml file")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one face's distribution says under one scheme."""
+
+    age: float
+    low: int
+    high: int
+    group: str
+    group_prob: float
+    group_probs: dict[str, float]
+
+
+def _quantile(cdf: np.ndarray, q: float) -> int:
+    return int(np.searchsorted(cdf, q, side="left"))
+
+
+def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVAL) -> Estimate:
+    """Expected age, the central `interval` range, and the most probable group."""
+    p = np.asarray(distribution, dtype=np.float64)
+    p = np.clip(p, 0, None)
+    total = p.sum()
+    if total <= 0 or not np.isfinite(total):
+        raise ValueError("distribution has no mass")
+    p = p / total
+    ages = np.arange(len(p))
+    cdf = np.cumsum(p)
+    tail = (1.0 - interval) / 2
+    gp = p @ scheme.matrix()[: len(p)]
+    j = int(np.argmax(gp))
+    return Estimate(
+        age=float(p @ ages),
+        low=_quantile(cdf, tail),
+        high=min(_quantile(cdf, 1 - tail), len(p) - 1),
+        group=scheme.groups[j].name,
+        group_prob=float(gp[j]),
+        group_probs={g.name: float(v) for g, v in zip(scheme.groups, gp)},
+    )
