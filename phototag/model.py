@@ -1,0 +1,149 @@
+"""Load an age model and its card from `models/`, and predict age distributions in batches.
+
+A model is two files: `<name>.keras` (a Keras 3 head) and `<name>.json` (its card). The card is the
+single source of truth for preprocessing; we refuse a model whose card we cannot honour. The head
+reads dlib's 128-d descriptor of a face chip made by `phototag.faces.align_and_crop`, and outputs a
+softmax over ages 0..100 (and, when present, a probability that the face is female).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import faces
+from .errors import DependencyError, ModelError
+
+__all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "MODELS_DIR", "DEFAULT_MODEL"]
+
+CARD_FORMAT = 1
+DEFAULT_MODEL = "age-dlib-mlp"
+AGE_BINS = 101
+
+
+def _models_dir() -> Path:
+    """`models/` of a source checkout, else the copy packed into the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "models", here / "_models"):
+        if (candidate / f"{DEFAULT_MODEL}.json").is_file():
+            return candidate
+    return here.parent / "models"
+
+
+MODELS_DIR = _models_dir()
+
+
+def default_model_path() -> Path:
+    """The model `scan` uses unless told otherwise: `PHOTOTAG_MODEL`, else the shipped default."""
+    env = os.environ.get("PHOTOTAG_MODEL")
+    return Path(env) if env else MODELS_DIR / DEFAULT_MODEL
+
+
+@dataclass
+class Prediction:
+    """Per face: the distribution over ages 0..100, and P(female) when the model has a gender head."""
+
+    distribution: np.ndarray  # n x 101, rows sum to 1
+    female: np.ndarray | None = None  # n
+
+
+@dataclass
+class AgeModel:
+    """A loaded model: its card and its Keras head (loaded on first use)."""
+
+    path: Path
+    card: dict[str, Any]
+    _keras_model: Any = field(default=None, repr=False)
+
+    @property
+    def model_id(self) -> str:
+        """Name plus a short content hash: two different weights never share an id."""
+        return f"{self.card['name']}@{self.card.get('weights_sha256', '')[:12]}"
+
+    @property
+    def has_gender(self) -> bool:
+        return "gender" in self.card.get("outputs", {})
+
+    def _head(self) -> Any:
+        if self._keras_model is None:
+            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            try:
+                import keras
+            except ImportError as exc:
+                raise DependencyError(f"cannot load Keras/TensorFlow: {exc}") from exc
+            from . import _layers  # noqa: F401  registers the custom layers a model may use
+
+            weights = self.path.with_suffix(".keras")
+            try:
+                self._keras_model = keras.saving.load_model(weights, compile=False)
+            except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
+                raise ModelError(f"{weights}: cannot load the model: {exc}") from exc
+        return self._keras_model
+
+    def predict_descriptors(self, descriptors: np.ndarray, batch_size: int = 256) -> Prediction:
+        """Distributions for a batch of descriptors (n x 128)."""
+        x = np.asarray(descriptors, dtype=np.float32).reshape(-1, faces.DESCRIPTOR_SIZE)
+        if len(x) == 0:
+            return Prediction(np.zeros((0, AGE_BINS), np.float32), np.zeros(0, np.float32) if self.has_gender else None)
+        head = self._head()
+        dists, females = [], []
+        for i in range(0, len(x), batch_size):
+            out = head(x[i : i + batch_size], training=False)
+            if isinstance(out, dict):
+                dists.append(np.asarray(out["age"]))
+                if "gender" in out:
+                    females.append(np.asarray(out["gender"]).reshape(-1))
+            else:
+                dists.append(np.asarray(out))
+        dist = np.concatenate(dists).astype(np.float32)
+        dist /= dist.sum(axis=1, keepdims=True)
+        return Prediction(dist, np.concatenate(females) if females else None)
+
+    def predict_chips(self, chips: list[np.ndarray]) -> Prediction:
+        """Distributions for aligned chips: descriptor first, then the head."""
+        return self.predict_descriptors(faces.describe(chips))
+
+
+def _check_card(card: dict[str, Any], where: Path) -> None:
+    """Refuse what we cannot honour, naming the field, rather than predict nonsense."""
+    if card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{where}: card format {card.get('format')!r} is not supported (expected {CARD_FORMAT})")
+    pre = card.get("preprocessing", {})
+    wanted = {
+        "align": "phototag.faces.align_and_crop",
+        "chip_size": faces.CHIP_SIZE,
+        "chip_padding": faces.CHIP_PADDING,
+        "backbone": "dlib_face_recognition_resnet_model_v1",
+    }
+    for key, value in wanted.items():
+        if pre.get(key) != value:
+            raise ModelError(f"{where}: preprocessing {key}={pre.get(key)!r} is not supported (phototag does {value!r})")
+    age = card.get("outputs", {}).get("age", {})
+    if age.get("type") != "distribution" or age.get("bins") != AGE_BINS:
+        raise ModelError(f"{where}: the age output must be a distribution over {AGE_BINS} bins (ages 0..100)")
+
+
+def load_model(path: str | Path | None = None) -> AgeModel:
+    """The model at `path` (with or without extension; default: the shipped one). Weights load lazily."""
+    base = Path(path) if path is not None else default_model_path()
+    if base.is_dir():
+        cards = sorted(base.glob("*.json"))
+        if len(cards) != 1:
+            raise ModelError(f"{base}: expected one model card (*.json) in the folder, found {len(cards)}")
+        base = cards[0]
+    base = base.with_suffix("") if base.suffix in (".json", ".keras") else base
+    card_path, weights = base.with_suffix(".json"), base.with_suffix(".keras")
+    if not card_path.is_file() or not weights.is_file():
+        raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path}: unreadable model card: {exc}") from exc
+    _check_card(card, card_path)
+    return AgeModel(path=base, card=card)
