@@ -1,0 +1,297 @@
+"""The command line: each command parses options, calls one library function, prints.
+
+Library errors are PhototagError subclasses; they become one `Error: ...` line and an exit code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import PhototagError
+
+EXIT_CODES = """Exit codes: 0 all done; 1 some files failed (each named on stderr); 2 usage or fatal error;
+3 another scan holds the index; 130 interrupted (SIGINT or SIGTERM)."""
+
+app = typer.Typer(
+    help="Tag family photos with the age group of every person in them: EXIF tags and a SQLite index.\n\n"
+    + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DbOption = typer.Option(None, "--db", help="Index file. Default: $PHOTOTAG_DB, else phototag.db in the user data folder.",
+                        show_default=False)
+
+
+def _fatal(exc: PhototagError) -> typer.Exit:
+    typer.echo(f"Error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def printable(path: str) -> str:
+    """A path on one line: control characters and undecodable bytes escaped."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _db(db: Optional[Path]) -> Path:
+    from .index import default_db_path
+
+    return db if db is not None else default_db_path()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"phototag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """phototag."""
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    from .pipeline import Interrupted
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@app.command(epilog=EXIT_CODES)
+def scan(
+    paths: List[Path] = typer.Argument(..., help="Photos and folders to scan (folders recursively)."),
+    db: Optional[Path] = DbOption,
+    model: Optional[Path] = typer.Option(None, help="Model to use (models/NAME). Default: the shipped model."),
+    scheme: str = typer.Option("ten", help="Age-group scheme: ten, three, four, adience, or a .toml file."),
+    detector: str = typer.Option("hog", help="Face detector: hog (fast) or cnn (dlib's CNN, slower, finds more)."),
+    upsample: int = typer.Option(1, min=0, max=3, help="Times to upsample before detecting (finds smaller faces)."),
+    detect_size: int = typer.Option(1600, min=200, help="Long side, in pixels, of the copy faces are detected in."),
+    min_face: int = typer.Option(40, min=1, help="Ignore faces smaller than this, in full-resolution pixels."),
+    workers: int = typer.Option(0, min=0, help="Detection processes (0: one per core)."),
+    batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
+    exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
+    follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
+    force: bool = typer.Option(False, help="Redo every photo, even unchanged ones."),
+    no_exif: bool = typer.Option(False, "--no-exif", help="Index only: never write tags into photos."),
+    dry_run: bool = typer.Option(False, help="Write nothing at all: no photo, no index."),
+    prune: bool = typer.Option(False, help="Delete index rows of photos that have disappeared (default: mark missing)."),
+    wait: float = typer.Option(0.0, min=0, help="Seconds to wait for another scan of the same index to finish."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+) -> None:
+    """Find faces, estimate ages, write EXIF tags and index every photo under PATHS."""
+    from .index import Index
+    from .model import load_model
+    from .pipeline import ScanOptions, scan as run_scan
+    from .tags import ExifWriter, NullWriter
+
+    def on_failure(path: str, reason: str) -> None:
+        typer.echo(f"phototag: {printable(path)}: {reason}", err=True)
+
+    try:
+        options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
+                              workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
+                              follow_symlinks=follow_symlinks, scheme=scheme, prune=prune)
+        from .groups import get_scheme
+
+        get_scheme(scheme)
+        age_model = load_model(model)
+        writer = NullWriter("dry run") if dry_run else NullWriter("--no-exif") if no_exif else ExifWriter()
+        index = Index(_db(db), in_memory=dry_run)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    with index:
+        try:
+            if not dry_run:
+                index.lock(wait)
+        except PhototagError as exc:
+            raise _fatal(exc) from None
+        old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM,)}
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="photo", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+        try:
+            summary = run_scan(paths, index, age_model, writer=writer, options=options, on_failure=on_failure,
+                               progress=bar)
+        except PhototagError as exc:
+            raise _fatal(exc) from None
+        finally:
+            bar.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+    if not quiet or summary.exit_code:
+        typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command(epilog=EXIT_CODES)
+def query(
+    db: Optional[Path] = DbOption,
+    group: List[str] = typer.Option([], help="Age group (repeatable): faces in any of these groups."),
+    min_age: Optional[float] = typer.Option(None, help="Faces estimated at least this old."),
+    max_age: Optional[float] = typer.Option(None, help="Faces estimated at most this old."),
+    since: Optional[str] = typer.Option(None, help="Photos taken on or after this date (YYYY-MM-DD)."),
+    until: Optional[str] = typer.Option(None, help="Photos taken on or before this date (YYYY-MM-DD)."),
+    path: Optional[str] = typer.Option(None, help="Photo paths matching this glob (e.g. '*/2019/*')."),
+    min_faces: Optional[int] = typer.Option(None, help="Photos with at least this many faces."),
+    scheme: Optional[str] = typer.Option(None, help="Regroup under this scheme (no model needed)."),
+    format: str = typer.Option("table", "--format", "-f", help="Output: table, csv, json or paths."),
+) -> None:
+    """List the faces (or, with --format paths, the photos) that match every filter."""
+    from .index import Index, QueryFilters, query as run_query
+
+    if format not in ("table", "csv", "json", "paths"):
+        raise _fatal(PhototagError(f"unknown format {format!r}: use table, csv, json or paths"))
+    filters = QueryFilters(groups=tuple(group), min_age=min_age, max_age=max_age, since=since, until=until,
+                           path_glob=path, min_faces=min_faces, scheme=scheme)
+    try:
+        with Index(_db(db), create=False) as index:
+            rows = run_query(index, filters)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    cols = ["path", "taken_at", "idx", "age", "age_low", "age_high", "age_group", "group_prob", "scheme"]
+    if format == "paths":
+        seen: set[str] = set()
+        for r in rows:
+            if r["path"] not in seen:
+                seen.add(r["path"])
+                typer.echo(printable(r["path"]))
+    elif format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    elif format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([r[c] for c in cols])
+    else:
+        table = [[printable(str(r["path"])), r["taken_at"] or "", str(r["idx"]), f"{r['age']:.1f}",
+                  f"{r['age_low']}-{r['age_high']}", r["age_group"], f"{r['group_prob']:.2f}"] for r in rows]
+        head = ["path", "taken", "face", "age", "80% range", "group", "p"]
+        widths = [max(len(head[i]), *(len(t[i]) for t in table)) if table else len(head[i]) for i in range(len(head))]
+        typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+        for t in table:
+            typer.echo("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+
+
+@app.command()
+def stats(db: Optional[Path] = DbOption,
+          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Photos, faces, faces per age group, the last scan and the model."""
+    from .index import Index
+
+    try:
+        with Index(_db(db), create=False) as index:
+            s = index.stats()
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    typer.echo(f"index: {s['index']}")
+    status = ", ".join(f"{n} {k}" for k, n in sorted(s["photos_by_status"].items()))
+    typer.echo(f"photos: {s['photos']}" + (f" ({status})" if status else ""))
+    typer.echo(f"photos with faces: {s['photos_with_faces']}")
+    typer.echo(f"faces: {s['faces']}")
+    for g, n in s["faces_by_group"].items():
+        typer.echo(f"  {g}: {n}")
+    typer.echo(f"models: {', '.join(s['models']) or '-'}")
+    last = s["last_scan"]
+    if last:
+        typer.echo(f"last scan: {last['finished_at']}: {last['files_seen']} files seen, {last['tagged']} tagged, "
+                   f"{last['faces']} faces, {last['failures']} failed (exit {last['exit_code']})")
+
+
+@app.command()
+def show(
+    photo: Path = typer.Argument(..., help="A photo in the index."),
+    db: Optional[Path] = DbOption,
+    annotate: Optional[Path] = typer.Option(None, help="Write a copy with the faces boxed and labelled."),
+) -> None:
+    """The faces of one photo: boxes, ages, intervals and groups, from the index and the file's tags."""
+    from .groups import get_scheme
+    from .index import Index, row_json
+
+    path = os.path.abspath(photo)
+    try:
+        with Index(_db(db), create=False) as index:
+            row = index.photo(path)
+            if row is None:
+                raise PhototagError(f"{printable(path)} is not in the index (scan it first)")
+            faces = [row_json(f) for f in index.faces_of(path)]
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    typer.echo(f"{printable(path)}: {row['status']}, {row['face_count'] or 0} faces, taken {row['taken_at'] or '?'}, "
+               f"tags {row['tags'] or '-'}" + (f", error: {row['error']}" if row["error"] else ""))
+    for f in faces:
+        typer.echo(f"  face {f['idx']}: {f['age_group']} (p {f['group_prob']:.2f}), age ~{f['age']:.1f} "
+                   f"(80%: {f['age_low']}-{f['age_high']}), box top {f['top']} right {f['right']} "
+                   f"bottom {f['bottom']} left {f['left']}")
+    if annotate is not None:
+        from .annotate import annotate as draw
+
+        try:
+            names = get_scheme(row["scheme"]).names if row["scheme"] else []
+        except PhototagError:
+            names = sorted({f["age_group"] for f in faces})
+        draw(path, faces, annotate, names)
+        typer.echo(f"annotated copy: {annotate}")
+
+
+@app.command()
+def train(
+    data: str = typer.Option(..., help="READER:PATH, e.g. utkface:../shared/datasets/utkface."),
+    out: Path = typer.Option(..., help="Output base name: writes OUT.keras and OUT.json (the card)."),
+    config: Optional[str] = typer.Option(None, help="Config file, or a name in training/configs (cpu, gpu)."),
+    limit: Optional[int] = typer.Option(None, help="Use only this many records (a stable sample)."),
+    workers: int = typer.Option(0, min=0, help="Processes for face preparation (0: one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train an age model from a dataset and write it with its card."""
+    from training.train import train as run_train
+
+    try:
+        card = run_train(data, out, config, limit=limit, workers=workers or None, quiet=quiet)
+    except (ValueError, PhototagError) as exc:
+        raise _fatal(exc if isinstance(exc, PhototagError) else PhototagError(str(exc))) from None
+    test = card["metrics"].get("test", {})
+    typer.echo(f"wrote {out.with_suffix('.keras')} and {out.with_suffix('.json')}: test MAE "
+               f"{test.get('mae', float('nan')):.2f} years on {test.get('faces', 0)} faces")
+
+
+@app.command()
+def evaluate(
+    data: str = typer.Option(..., help="READER:PATH, e.g. utkface:../shared/datasets/utkface."),
+    model: Optional[Path] = typer.Option(None, help="Model (models/NAME). Default: the shipped model."),
+    split: str = typer.Option("test", help="train, val, test or all."),
+    report: Optional[Path] = typer.Option(None, help="Folder for metrics.json, report.md and plots."),
+    limit: Optional[int] = typer.Option(None, help="Use only this many records (a stable sample)."),
+    workers: int = typer.Option(0, min=0, help="Processes for face preparation (0: one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Measure a model on a split: MAE by age band, group accuracy, speed; optionally a report."""
+    from training.evaluate import evaluate as run_eval
+
+    try:
+        m = run_eval(model, data, split=split, report=report, limit=limit, workers=workers or None, quiet=quiet)
+    except (ValueError, PhototagError) as exc:
+        raise _fatal(exc if isinstance(exc, PhototagError) else PhototagError(str(exc))) from None
+    g = m["groups"]["ten"]
+    typer.echo(f"{m['faces']} faces: MAE {m['mae']:.2f} years (0-12: {m['mae_0_12'] or float('nan'):.2f}), "
+               f"ten groups exact {g['exact']:.1%}, one-off {g['one_off']:.1%}")
+    if report:
+        typer.echo(f"report: {report / 'report.md'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

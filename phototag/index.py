@@ -1,0 +1,340 @@
+"""The SQLite index: schema, upserts, queries, the scan lock.
+
+Tables (see the README for every column): `photos` (one row per file, keyed by path, with its content
+hash so moved files are recognised), `faces` (one row per face, with the age distribution as 101
+float16 values so any scheme can regroup it without the model), `runs` (one row per scan). WAL mode:
+queries run while a scan writes and see only committed photos. All SQL is parameterised.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from .errors import IndexLockedError, PhototagError
+
+__all__ = ["Index", "QueryFilters", "default_db_path", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- absolute path
+    sha256 TEXT,                        -- of the file as it is now (after tagging)
+    size INTEGER,
+    mtime_ns INTEGER,
+    format TEXT,
+    width INTEGER,                      -- as shown (EXIF orientation applied)
+    height INTEGER,
+    taken_at TEXT,                      -- EXIF DateTimeOriginal, ISO 8601, local time
+    scanned_at TEXT,                    -- UTC, ISO 8601
+    model_id TEXT,
+    scheme TEXT,
+    face_count INTEGER,
+    status TEXT NOT NULL,               -- ok | failed | missing
+    tags TEXT,                          -- what happened to the tags in the file
+    error TEXT                          -- why it failed, when status = 'failed'
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,               -- 0.. in the photo, largest face first
+    top INTEGER, right INTEGER, bottom INTEGER, left INTEGER,  -- full-resolution pixels, as shown
+    age REAL,                           -- expected age in years
+    age_low INTEGER, age_high INTEGER,  -- central 80% interval
+    age_group TEXT,
+    group_prob REAL,
+    scheme TEXT,
+    female_prob REAL,
+    distribution BLOB,                  -- 101 float16, little-endian: P(age = 0..100)
+    UNIQUE (photo_id, idx)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT, finished_at TEXT, roots TEXT, files_seen INTEGER, skipped INTEGER, tagged INTEGER,
+    faces INTEGER, failures INTEGER, exit_code INTEGER, version TEXT, model_id TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS faces_age_group ON faces(age_group);
+CREATE INDEX IF NOT EXISTS faces_age ON faces(age);
+CREATE INDEX IF NOT EXISTS faces_photo ON faces(photo_id);
+CREATE INDEX IF NOT EXISTS photos_taken_at ON photos(taken_at);
+CREATE INDEX IF NOT EXISTS photos_sha256 ON photos(sha256);
+CREATE INDEX IF NOT EXISTS photos_status ON photos(status);
+"""
+
+
+def default_db_path() -> Path:
+    """`PHOTOTAG_DB`, else `phototag.db` in the user's data folder."""
+    env = os.environ.get("PHOTOTAG_DB")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("phototag")) / "phototag.db"
+
+
+def pack_distribution(p: np.ndarray) -> bytes:
+    return np.asarray(p, dtype="<f2").tobytes()
+
+
+def unpack_distribution(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f2").astype(np.float32)
+
+
+@dataclass
+class QueryFilters:
+    """`phototag query` filters; every one becomes a bound parameter, never SQL text."""
+
+    groups: tuple[str, ...] = ()
+    min_age: float | None = None
+    max_age: float | None = None
+    since: str | None = None
+    until: str | None = None
+    path_glob: str | None = None
+    min_faces: int | None = None
+    scheme: str | None = None  # regroup under this scheme (from the stored distributions)
+
+
+class Index:
+    """One SQLite index file. Use as a context manager; `lock()` for the one-scan-at-a-time rule."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, in_memory: bool = False) -> None:
+        """Open (or create) the index; `in_memory` works on a copy and never writes the file (dry runs)."""
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise PhototagError(f"no index at {self.path} (run `phototag scan` first, or pass --db)")
+        try:
+            if in_memory:
+                self.conn = sqlite3.connect(":memory:", isolation_level=None)
+                if self.path.exists():
+                    src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                    src.backup(self.conn)
+                    src.close()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.db = sqlite_utils.Database(self.conn)
+            if not in_memory:
+                self.db.enable_wal()
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+        except (sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
+            raise PhototagError(f"{self.path}: not a usable phototag index ({exc})") from exc
+        self._lock_fd: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.unlock()
+        self.conn.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lock(self, wait: float = 0.0) -> None:
+        """Take the scan lock (a kernel flock, released even if the process is killed)."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise IndexLockedError(
+                        f"another phototag scan is using {self.path}; try again later or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    # -- photos ------------------------------------------------------------------------------
+
+    def photo(self, path: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+
+    def photos_with_hash(self, sha256: str) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM photos WHERE sha256 = ? AND status != 'failed'", (sha256,)).fetchall()
+
+    def move(self, old_path: str, new_path: str, size: int, mtime_ns: int) -> None:
+        self.conn.execute("DELETE FROM photos WHERE path = ?", (new_path,))
+        self.conn.execute("UPDATE photos SET path = ?, size = ?, mtime_ns = ?, status = 'ok' WHERE path = ?",
+                          (new_path, size, mtime_ns, old_path))
+
+    def upsert_photo(self, row: dict[str, Any], faces: list[dict[str, Any]]) -> int:
+        """Insert or replace one photo and its faces (call inside a transaction)."""
+        cols = list(row)
+        self.conn.execute(
+            f"INSERT INTO photos ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols if c != 'path')}",
+            [row[c] for c in cols],
+        )
+        photo_id = self.conn.execute("SELECT id FROM photos WHERE path = ?", (row["path"],)).fetchone()[0]
+        self.conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
+        if faces:
+            # executemany, not sqlite-utils' insert_all: that commits, and this must stay one transaction.
+            cols = ["photo_id", *faces[0]]
+            self.conn.executemany(
+                f"INSERT INTO faces ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                [[photo_id, *(face[c] for c in cols[1:])] for face in faces],
+            )
+        return photo_id
+
+    def mark_missing(self, under: list[str], seen: set[str], *, prune: bool = False) -> int:
+        """Photos under `under` that the walk did not see: marked `missing` (or deleted with prune)."""
+        gone = []
+        for root in under:
+            prefix = root.rstrip("/") + "/"
+            rows = self.conn.execute(
+                "SELECT path FROM photos WHERE (path = ? OR substr(path, 1, ?) = ?) AND status != 'missing'",
+                (root, len(prefix), prefix),
+            ).fetchall()
+            gone += [r["path"] for r in rows if r["path"] not in seen and not os.path.exists(r["path"])]
+        for p in gone:
+            if prune:
+                self.conn.execute("DELETE FROM photos WHERE path = ?", (p,))
+            else:
+                self.conn.execute("UPDATE photos SET status = 'missing' WHERE path = ?", (p,))
+        return len(gone)
+
+    def record_run(self, run: dict[str, Any]) -> None:
+        cols = list(run)
+        self.conn.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                          [run[c] for c in cols])
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def faces_rows(self, f: QueryFilters) -> Iterator[sqlite3.Row]:
+        """Faces (joined to their photo) matching the photo-level and age filters."""
+        where, params = ["p.status = 'ok'"], []
+        if f.min_age is not None:
+            where.append("fa.age >= ?"); params.append(float(f.min_age))
+        if f.max_age is not None:
+            where.append("fa.age <= ?"); params.append(float(f.max_age))
+        if f.since:
+            where.append("p.taken_at >= ?"); params.append(f.since)
+        if f.until:
+            where.append("p.taken_at < ?" if "T" in f.until else "substr(p.taken_at, 1, 10) <= ?")
+            params.append(f.until)
+        if f.path_glob:
+            where.append("p.path GLOB ?"); params.append(f.path_glob)
+        if f.min_faces is not None:
+            where.append("p.face_count >= ?"); params.append(int(f.min_faces))
+        sql = (
+            "SELECT p.id AS photo_id, p.path, p.taken_at, p.face_count, p.model_id, fa.idx, fa.top, fa.right, "
+            "fa.bottom, fa.left, fa.age, fa.age_low, fa.age_high, fa.age_group, fa.group_prob, fa.scheme, "
+            "fa.female_prob, fa.distribution FROM photos p JOIN faces fa ON fa.photo_id = p.id "
+            f"WHERE {' AND '.join(where)} ORDER BY p.taken_at, p.path, fa.idx"
+        )
+        yield from self.conn.execute(sql, params)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.conn
+        by_status = {r[0]: r[1] for r in c.execute("SELECT status, count(*) FROM photos GROUP BY status")}
+        groups = {r[0]: r[1] for r in c.execute(
+            "SELECT fa.age_group, count(*) FROM faces fa JOIN photos p ON p.id = fa.photo_id "
+            "WHERE p.status = 'ok' GROUP BY fa.age_group ORDER BY min(fa.age)")}
+        last = c.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        models = [r[0] for r in c.execute("SELECT DISTINCT model_id FROM photos WHERE model_id IS NOT NULL")]
+        schemes = [r[0] for r in c.execute("SELECT DISTINCT scheme FROM faces WHERE scheme IS NOT NULL")]
+        return {
+            "index": str(self.path),
+            "photos": sum(by_status.values()),
+            "photos_by_status": by_status,
+            "photos_with_faces": c.execute("SELECT count(*) FROM photos WHERE status = 'ok' AND face_count > 0")
+            .fetchone()[0],
+            "faces": sum(groups.values()),
+            "faces_by_group": groups,
+            "schemes": schemes,
+            "models": models,
+            "last_scan": dict(last) if last else None,
+        }
+
+    def failures(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT path, error FROM photos WHERE status = 'failed' ORDER BY path").fetchall()
+
+    def faces_of(self, path: str) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT fa.* FROM faces fa JOIN photos p ON p.id = fa.photo_id WHERE p.path = ? ORDER BY fa.idx",
+            (path,)).fetchall()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def row_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: row[k] for k in row.keys() if k != "distribution"}
+
+
+__all__ += ["pack_distribution", "unpack_distribution", "row_json"]
+
+
+def query(index: Index, filters: QueryFilters) -> list[dict[str, Any]]:
+    """Matching faces, one dict each; groups recomputed from the distribution under `filters.scheme`."""
+    from .errors import SchemeError
+    from .groups import estimate, get_scheme
+
+    scheme = get_scheme(filters.scheme) if filters.scheme else None
+    wanted: set[str] | None = None
+    if filters.groups:
+        names = scheme.names if scheme else sorted({r[0] for r in index.conn.execute(
+            "SELECT DISTINCT age_group FROM faces")} | set(get_scheme(None).names))
+        lookup = {n.lower(): n for n in names}
+        wanted = set()
+        for g in filters.groups:
+            if g.lower() not in lookup:
+                where = f"scheme {scheme.name}" if scheme else "the index"
+                raise SchemeError(f"unknown group {g!r} in {where} (groups: {', '.join(names)})")
+            wanted.add(lookup[g.lower()])
+    out = []
+    for row in index.faces_rows(filters):
+        item = row_json(row)
+        if scheme is not None and row["scheme"] != scheme.name and row["distribution"]:
+            e = estimate(unpack_distribution(row["distribution"]), scheme)
+            item.update(age_group=e.group, group_prob=round(e.group_prob, 4), scheme=scheme.name,
+                        age_low=e.low, age_high=e.high)
+        if wanted is not None and item["age_group"] not in wanted:
+            continue
+        out.append(item)
+    return out
+
+
+__all__ += ["query"]

@@ -1,0 +1,386 @@
+"""The scan: walk, skip what is unchanged, detect in worker processes, predict in batches, tag, index.
+
+main process: walk + index look-ups -> bounded task queue -> N worker processes (decode, detect,
+align, describe: all dlib, all CPU) -> descriptors gathered across photos into batches -> the model,
+loaded once -> EXIF writes -> index upserts in transactions of many rows.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from . import __version__, faces
+from .decode import DEFAULT_DETECT_SIZE, decode, load_full
+from .errors import PhotoError, PhototagError, TagWriteError
+from .groups import Scheme, estimate, get_scheme
+from .index import Index, pack_distribution
+from .model import AgeModel
+from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer
+from .walk import WalkError, walk
+
+__all__ = ["ScanOptions", "ScanSummary", "scan", "Interrupted", "analyse", "Analysis"]
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: stop after committing what is done."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    detector: str = "hog"
+    upsample: int = 1
+    detect_size: int = DEFAULT_DETECT_SIZE
+    min_face: int = 40  # full-resolution pixels
+    workers: int = 0  # 0: one per core
+    batch_size: int = 64
+    force: bool = False
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    scheme: str = "ten"
+    prune: bool = False
+
+
+@dataclass
+class ScanSummary:
+    files_seen: int = 0
+    skipped: int = 0
+    tagged: int = 0
+    faces: int = 0
+    moved: int = 0
+    missing: int = 0
+    known_failures: int = 0  # skipped: failed before and unchanged since
+    not_written: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.failures else 0
+
+    def line(self) -> str:
+        skipped = f"{self.skipped} skipped" + (f" ({self.known_failures} known failures)" if self.known_failures else "")
+        parts = [f"{self.files_seen} files seen", skipped, f"{self.tagged} tagged",
+                 f"{self.faces} faces", f"{len(self.failures)} failed"]
+        if self.moved:
+            parts.append(f"{self.moved} moved")
+        if self.missing:
+            parts.append(f"{self.missing} missing")
+        text = ", ".join(parts) + f" in {self.seconds:.1f}s"
+        if self.not_written:
+            why = "; ".join(f"{n} {reason}" for reason, n in sorted(self.not_written.items()))
+            text += f" (tags not written: {why})"
+        if self.interrupted:
+            text = "interrupted: " + text
+        return text
+
+
+@dataclass
+class Analysis:
+    """What a worker found in one photo."""
+
+    path: str
+    format: str = ""
+    width: int = 0
+    height: int = 0
+    taken_at: str | None = None
+    boxes: list[faces.Box] = field(default_factory=list)
+    descriptors: np.ndarray | None = None
+    error: str | None = None
+
+
+def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face: int) -> Analysis:
+    """Decode, detect, align and describe every face of one photo (runs in a worker)."""
+    try:
+        d = decode(path, detect_size)
+        boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
+                             min_size=max(1, math.floor(min_face / d.scale)))
+        full_boxes: list[faces.Box] = []
+        chips = []
+        if boxes:
+            full = load_full(path) if d.scale > 1.0001 else d.pixels
+            for b in boxes:
+                fb = b.scaled(d.scale, full.shape[1], full.shape[0])
+                crop = faces.align_and_crop(full, fb)
+                full_boxes.append(fb)
+                chips.append(crop.chip)
+        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips))
+    except PhotoError as exc:
+        return Analysis(path, error=str(exc))
+    except MemoryError:
+        return Analysis(path, error="out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - one bad photo never stops a scan
+        return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _warm_worker() -> None:
+    faces._api()
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list, female) -> TagRecord:
+    groups = [g for g in scheme.names if any(e.group == g for e in ests)]
+    face_list = []
+    for i, (b, e) in enumerate(zip(boxes, ests)):
+        item = {"box": b.as_list(), "age": round(e.age, 1), "interval": [e.low, e.high], "group": e.group,
+                "p": round(e.group_prob, 2)}
+        face_list.append(item)
+    return TagRecord(model=model.model_id, scheme=scheme.name, keywords=[KEYWORD_PREFIX + g for g in groups],
+                     faces=face_list)
+
+
+class _Scan:
+    def __init__(self, roots, index: Index, model: AgeModel, writer: Writer, options: ScanOptions,
+                 on_failure: Callable[[str, str], None], progress: Any) -> None:
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.index, self.model, self.writer, self.opt = index, model, writer, options
+        self.scheme = get_scheme(options.scheme)
+        self.on_failure, self.progress = on_failure, progress
+        self.summary = ScanSummary()
+        self.pending: deque[Analysis] = deque()
+        self.pending_faces = 0
+        self.rows: list[tuple[dict, list]] = []
+        self.last_commit = time.monotonic()
+
+    # -- triage ------------------------------------------------------------------------------
+
+    def fail(self, path: str, reason: str) -> None:
+        """Name the file and the reason, and record it: unchanged, it is not tried (or reported) again."""
+        self.summary.failures.append((path, reason))
+        self.on_failure(path, reason)
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size = mtime = None
+        self.rows.append(({"path": path, "status": "failed", "error": reason, "scanned_at": _now(),
+                           "face_count": None, "size": size, "mtime_ns": mtime, "model_id": self.model.model_id,
+                           "scheme": self.scheme.name, "tags": None, "sha256": None}, []))
+
+    def needs_work(self, path: str) -> bool:
+        """False when the index already has this file as it is now (or it moved here unchanged)."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self.fail(path, f"cannot read: {exc.strerror or exc}")
+            return False
+        row = self.index.photo(path)
+        if row is not None and not self.opt.force and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            if row["status"] == "failed":
+                self.summary.known_failures += 1
+                return False
+            if (
+                row["model_id"] == self.model.model_id and row["scheme"] == self.scheme.name
+                and not str(row["tags"] or "").startswith("failed")
+            ):
+                return False
+        if row is None and not self.opt.force:
+            try:
+                digest = sha256_file(path)
+            except OSError as exc:
+                self.fail(path, f"cannot read: {exc.strerror or exc}")
+                return False
+            for old in self.index.photos_with_hash(digest):
+                if old["path"] != path and not os.path.exists(old["path"]) and old["model_id"] == self.model.model_id \
+                        and old["scheme"] == self.scheme.name:
+                    self.flush_rows(force=True)
+                    with self.index.transaction():
+                        self.index.move(old["path"], path, st.st_size, st.st_mtime_ns)
+                    self.summary.moved += 1
+                    return False
+        return True
+
+    # -- results -----------------------------------------------------------------------------
+
+    def take(self, a: Analysis) -> None:
+        if a.error is not None:
+            self.fail(a.path, a.error)
+            self.progress.update(1)
+            return
+        self.pending.append(a)
+        self.pending_faces += len(a.boxes)
+        if self.pending_faces >= self.opt.batch_size:
+            self.predict_pending()
+
+    def predict_pending(self) -> None:
+        if not self.pending:
+            return
+        batch = list(self.pending)
+        self.pending.clear()
+        self.pending_faces = 0
+        descs = [a.descriptors for a in batch if a.descriptors is not None and len(a.descriptors)]
+        pred = self.model.predict_descriptors(np.concatenate(descs)) if descs else None
+        at = 0
+        for a in batch:
+            n = len(a.boxes)
+            dist = pred.distribution[at : at + n] if pred is not None else np.zeros((0, 101), np.float32)
+            female = pred.female[at : at + n] if pred is not None and pred.female is not None else None
+            at += n
+            self.finish(a, dist, female)
+            self.progress.update(1)
+
+    def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
+        ests = [estimate(p, self.scheme) for p in dist]
+        record = _record(self.model, self.scheme, a.boxes, ests, female)
+        try:
+            tags = self.writer.write(Path(a.path), a.format, record) if a.boxes else "no faces"
+        except TagWriteError as exc:
+            tags = f"failed: {exc}"
+            self.summary.failures.append((a.path, str(exc)))
+            self.on_failure(a.path, str(exc))
+        except OSError as exc:
+            tags = f"failed: {exc.strerror or exc}"
+            self.summary.failures.append((a.path, tags[8:]))
+            self.on_failure(a.path, tags[8:])
+        if tags.startswith("not written"):
+            reason = tags[len("not written ("):-1]
+            self.summary.not_written[reason] = self.summary.not_written.get(reason, 0) + 1
+        try:
+            st = os.stat(a.path)
+            digest = sha256_file(a.path)
+        except OSError as exc:
+            self.fail(a.path, f"disappeared while scanning: {exc.strerror or exc}")
+            return
+        row = {
+            "path": a.path, "sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "format": a.format,
+            "width": a.width, "height": a.height, "taken_at": a.taken_at, "scanned_at": _now(),
+            "model_id": self.model.model_id, "scheme": self.scheme.name, "face_count": len(a.boxes),
+            "status": "ok", "tags": tags, "error": None,
+        }
+        face_rows = []
+        for i, (b, e, p) in enumerate(zip(a.boxes, ests, dist)):
+            face_rows.append({
+                "idx": i, "top": b.top, "right": b.right, "bottom": b.bottom, "left": b.left,
+                "age": round(e.age, 2), "age_low": e.low, "age_high": e.high, "age_group": e.group,
+                "group_prob": round(e.group_prob, 4), "scheme": self.scheme.name,
+                "female_prob": None if female is None else round(float(female[i]), 4),
+                "distribution": pack_distribution(p),
+            })
+        self.rows.append((row, face_rows))
+        self.summary.tagged += 1
+        self.summary.faces += len(a.boxes)
+        self.flush_rows()
+
+    def flush_rows(self, force: bool = False) -> None:
+        if not self.rows or (not force and len(self.rows) < 200 and time.monotonic() - self.last_commit < 2.0):
+            return
+        with self.index.transaction():
+            for row, face_rows in self.rows:
+                self.index.upsert_photo(row, face_rows)
+        self.rows.clear()
+        self.last_commit = time.monotonic()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def tasks(self) -> Iterable[str]:
+        seen = self.seen
+        for item in walk(self.roots, exclude=self.opt.exclude, follow_symlinks=self.opt.follow_symlinks):
+            self.summary.files_seen += isinstance(item, Path)
+            if isinstance(item, WalkError):
+                self.fail(os.path.abspath(item.path), item.reason)
+                continue
+            path = os.path.abspath(item)
+            if path in seen:
+                continue
+            seen.add(path)
+            if self.needs_work(path):
+                self.progress.total = (self.progress.total or 0) + 1
+                self.progress.refresh()
+                yield path
+            else:
+                self.summary.skipped += 1
+
+    def run(self) -> ScanSummary:
+        started, t0 = _now(), time.monotonic()
+        self.seen: set[str] = set()
+        o = self.opt
+        args = (o.detect_size, o.detector, o.upsample, o.min_face)
+        workers = o.workers or os.cpu_count() or 1
+        try:
+            if workers <= 1:
+                for path in self.tasks():
+                    self.take(analyse(path, *args))
+            else:
+                with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_warm_worker) as pool:
+                    try:
+                        inflight: set[cf.Future] = set()
+                        for path in self.tasks():
+                            inflight.add(pool.submit(analyse, path, *args))
+                            if len(inflight) >= workers * 4:
+                                done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                                for fut in done:
+                                    self.take(fut.result())
+                        for fut in cf.as_completed(inflight):
+                            self.take(fut.result())
+                    except BaseException:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+            self.predict_pending()
+            missing = self.index_missing()
+            self.summary.missing = missing
+        except (KeyboardInterrupt, Interrupted):
+            self.summary.interrupted = True
+        finally:
+            self.flush_rows(force=True)
+            self.summary.seconds = time.monotonic() - t0
+            with self.index.transaction():
+                self.index.record_run({
+                    "started_at": started, "finished_at": _now(), "roots": "\n".join(self.roots),
+                    "files_seen": self.summary.files_seen, "skipped": self.summary.skipped,
+                    "tagged": self.summary.tagged, "faces": self.summary.faces,
+                    "failures": len(self.summary.failures), "exit_code": self.summary.exit_code,
+                    "version": __version__, "model_id": self.model.model_id,
+                })
+        return self.summary
+
+    def index_missing(self) -> int:
+        self.flush_rows(force=True)
+        folders = [r for r in self.roots if os.path.isdir(r)]
+        if not folders:
+            return 0
+        with self.index.transaction():
+            return self.index.mark_missing(folders, self.seen, prune=self.opt.prune)
+
+
+class _NoProgress:
+    total: int | None = 0
+
+    def update(self, n: int) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+
+def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: Writer | None = None,
+         options: ScanOptions | None = None, on_failure: Callable[[str, str], None] | None = None,
+         progress: Any = None) -> ScanSummary:
+    """Scan `roots` into `index`, writing tags with `writer` (NullWriter: touch no photo)."""
+    options = options or ScanOptions()
+    if options.detector not in ("hog", "cnn"):
+        raise PhototagError(f"unknown detector {options.detector!r}: use hog or cnn")
+    return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
+                 progress or _NoProgress()).run()

@@ -1,0 +1,358 @@
+"""EXIF tags in the photo: read, merge, write atomically, remove.
+
+What we write: keywords in EXIF XPKeywords (UTF-16LE, `;`-separated: what Windows and digiKam show
+as tags), merged with the user's own, and one JSON record in EXIF UserComment. A JPEG is rewritten
+by splicing a new EXIF APP1 segment into the original bytes: every other segment (JFIF, ICC, XMP)
+and the image data after them are copied byte for byte (`piexif.insert` would drop JFIF APP0).
+The new file is staged beside the original, read back and checked, fsynced, given the original's
+permissions and modification time, and only then moved over the original with `os.replace`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import piexif
+
+from .errors import PhotoError, TagWriteError
+
+__all__ = [
+    "TagRecord", "ExifWriter", "NullWriter", "read_tags", "encode_xp", "decode_xp", "merge_keywords",
+    "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS",
+]
+
+RECORD_VERSION = 1
+KEYWORD_PREFIX = "Age group: "
+WRITABLE_FORMATS = frozenset({"JPEG", "WEBP"})
+_ASCII = b"ASCII\x00\x00\x00"
+_UNICODE = b"UNICODE\x00"
+_XP_KEYWORDS = piexif.ImageIFD.XPKeywords
+_USER_COMMENT = piexif.ExifIFD.UserComment
+_MAX_SEGMENT = 65533  # an APPn payload's largest size, its 2 length bytes aside
+
+
+class CodecError(ValueError):
+    """A keyword list or record that cannot be encoded or decoded."""
+
+
+# -- XPKeywords ------------------------------------------------------------------------------
+
+def encode_xp(keywords: list[str]) -> tuple[int, ...]:
+    """Keywords as XPKeywords bytes: UTF-16LE, `;`-separated, with a two-byte terminator."""
+    for k in keywords:
+        if ";" in k or "\x00" in k or not k.strip():
+            raise CodecError(f"keyword {k!r} is empty or holds ';' or NUL")
+    try:
+        data = ";".join(keywords).encode("utf-16-le") + b"\x00\x00"
+    except UnicodeEncodeError as exc:  # lone surrogates
+        raise CodecError(f"keyword cannot be written as UTF-16: {exc}") from exc
+    return tuple(data)
+
+
+def decode_xp(value: Any) -> list[str]:
+    """XPKeywords bytes (tuple of ints or bytes) to keywords; undecodable parts are replaced, not fatal."""
+    if value is None:
+        return []
+    raw = bytes(value) if not isinstance(value, (bytes, bytearray)) else bytes(value)
+    if len(raw) % 2:
+        raw = raw[:-1]
+    text = raw.decode("utf-16-le", errors="replace")
+    text = text.split("\x00", 1)[0]
+    return [k.strip() for k in text.split(";") if k.strip()]
+
+
+def merge_keywords(existing: list[str], ours: list[str], previously_ours: list[str] = ()) -> list[str]:
+    """The user's keywords, in their order, then ours: our old ones out, no duplicates."""
+    drop = set(previously_ours) | {k for k in existing if k.startswith(KEYWORD_PREFIX) and k in previously_ours}
+    kept = [k for k in existing if k not in drop]
+    out: list[str] = []
+    for k in kept + list(ours):
+        if k not in out:
+            out.append(k)
+    return out
+
+
+# -- the UserComment record ------------------------------------------------------------------
+
+@dataclass
+class TagRecord:
+    """What phototag wrote into a photo: enough to show it, and to remove exactly it again."""
+
+    model: str
+    scheme: str
+    keywords: list[str]
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    version: int = RECORD_VERSION
+
+    def to_comment(self) -> bytes:
+        payload = {"phototag": self.version, "model": self.model, "scheme": self.scheme,
+                   "keywords": self.keywords, "faces": self.faces}
+        return _ASCII + json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_comment(cls, value: Any) -> "TagRecord | None":
+        """Our record from a UserComment, None when the comment is someone else's; CodecError if ours but broken."""
+        if value is None:
+            return None
+        raw = bytes(value)
+        if raw.startswith(_ASCII):
+            text = raw[8:].decode("ascii", "replace")
+        elif raw.startswith(_UNICODE):
+            body = raw[8:]
+            text = body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", "replace")
+        else:
+            return None
+        text = text.rstrip("\x00 ")
+        if not text.startswith('{"phototag"'):
+            return None
+        try:
+            data = json.loads(text)
+            return cls(model=str(data["model"]), scheme=str(data["scheme"]),
+                       keywords=[str(k) for k in data["keywords"]], faces=list(data.get("faces", [])),
+                       version=int(data["phototag"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CodecError(f"damaged phototag record in UserComment: {exc}") from exc
+
+
+# -- JPEG segments ---------------------------------------------------------------------------
+
+def _segments(data: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """[(marker, start, end)] of the header segments, and where the entropy-coded part begins."""
+    if not data.startswith(b"\xff\xd8"):
+        raise PhotoError("not a JPEG (no SOI marker)")
+    pos, out = 2, []
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise PhotoError(f"corrupt JPEG header at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:  # start of scan / end of image: the rest is copied as is
+            return out, pos
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            raise PhotoError("truncated JPEG header")
+        out.append((marker, pos, end))
+        pos = end
+    raise PhotoError("truncated JPEG (no image data)")
+
+
+def _is_exif(data: bytes, seg: tuple[int, int, int]) -> bool:
+    marker, start, _ = seg
+    return marker == 0xE1 and data[start + 4 : start + 10] == b"Exif\x00\x00"
+
+
+def splice_exif(data: bytes, exif: bytes | None) -> bytes:
+    """`data` with its EXIF APP1 replaced by `exif` (b'Exif\\0\\0...'), or removed when None."""
+    segs, body = _segments(data)
+    new_seg = b""
+    if exif is not None:
+        if len(exif) > _MAX_SEGMENT:
+            raise TagWriteError(f"EXIF would be {len(exif)} bytes, over the JPEG limit of 64 KB")
+        new_seg = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    parts, placed = [data[:2]], False
+    exif_segs = [s for s in segs if _is_exif(data, s)]
+    for i, seg in enumerate(segs):
+        marker, start, end = seg
+        if exif_segs and seg is exif_segs[0]:
+            parts.append(new_seg)
+            placed = True
+            continue
+        if seg in exif_segs:
+            continue
+        if not placed and not exif_segs and not (i == 0 and marker == 0xE0):
+            parts.append(new_seg)  # after a leading JFIF APP0, before everything else
+            placed = True
+        parts.append(data[start:end])
+    if not placed:
+        parts.append(new_seg)
+    parts.append(data[body:])
+    return b"".join(parts)
+
+
+def image_data(data: bytes) -> bytes:
+    """A JPEG's bytes less its EXIF segment: what must never change when we tag."""
+    segs, body = _segments(data)
+    return b"".join(data[s:e] for m, s, e in segs if not _is_exif(data, (m, s, e))) + data[body:]
+
+
+# -- reading and writing ---------------------------------------------------------------------
+
+def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
+    """piexif's dict of the photo's EXIF (empty when there is none); PhotoError when it is unreadable."""
+    empty = {"0th": {}, "Exif": {}, "GPS": {}, "Interop": {}, "1st": {}, "thumbnail": None}
+    try:
+        if fmt == "JPEG":
+            segs, _ = _segments(data)
+            exif = [data[s + 4 : e] for m, s, e in segs if _is_exif(data, (m, s, e))]
+            return piexif.load(exif[0]) if exif else empty
+        return piexif.load(data) if fmt == "WEBP" else empty
+    except PhotoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - piexif raises many kinds on broken EXIF
+        raise TagWriteError(f"EXIF cannot be parsed, tags not written ({type(exc).__name__}: {exc})") from exc
+
+
+def read_tags(path: str | Path) -> tuple[list[str], TagRecord | None]:
+    """(all keywords, our record or None) of a photo."""
+    data = Path(path).read_bytes()
+    fmt = "JPEG" if data.startswith(b"\xff\xd8") else "WEBP" if data[8:12] == b"WEBP" else "other"
+    exif = _load_exif(data, fmt)
+    keywords = decode_xp(exif["0th"].get(_XP_KEYWORDS))
+    return keywords, TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
+
+
+class Writer(Protocol):
+    """Writes a record into a photo; `NullWriter` stands in for `--dry-run` and `--no-exif`."""
+
+    def write(self, path: Path, fmt: str, record: TagRecord) -> str: ...
+
+    def remove(self, path: Path) -> bool: ...
+
+
+class NullWriter:
+    """Writes nothing, anywhere."""
+
+    def __init__(self, reason: str = "dry run") -> None:
+        self.reason = reason
+
+    def write(self, path: Path, fmt: str, record: TagRecord) -> str:
+        return f"not written ({self.reason})"
+
+    def remove(self, path: Path) -> bool:
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_replace(path: Path, data: bytes, verify: Any = None) -> None:
+    """Replace `path` with `data`: staged beside it, verified, fsynced, same mode and mtime, os.replace."""
+    st = path.stat()
+    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise TagWriteError(f"cannot write in its folder ({exc.strerror or exc}); the photo is untouched") from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise TagWriteError(f"{reason} while writing tags; the photo is untouched") from exc
+        if verify is not None:
+            verify(tmp.read_bytes())
+        os.chmod(tmp, st.st_mode & 0o7777)
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        now = path.stat()
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            raise TagWriteError("the photo changed while it was being tagged; it is untouched")
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_only(path: Path) -> bool:
+    st = path.stat()
+    return not (st.st_mode & 0o222) or not os.access(path, os.W_OK)
+
+
+class ExifWriter:
+    """Writes our keywords and record into JPEG and WebP files, never losing anything else."""
+
+    def _new_bytes(self, data: bytes, fmt: str, record: TagRecord | None) -> tuple[bytes, str]:
+        exif = _load_exif(data, fmt)
+        note = "written"
+        old = TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
+        existing = decode_xp(exif["0th"].get(_XP_KEYWORDS))
+        keywords = merge_keywords(existing, record.keywords if record else [], old.keywords if old else [])
+        if keywords:
+            exif["0th"][_XP_KEYWORDS] = encode_xp(keywords)
+        else:
+            exif["0th"].pop(_XP_KEYWORDS, None)
+        comment = exif["Exif"].get(_USER_COMMENT)
+        foreign = comment is not None and old is None and bytes(comment).strip(b"\x00 ") not in (b"", _ASCII.strip(b"\x00"))
+        if record is None:
+            if old is not None:
+                exif["Exif"].pop(_USER_COMMENT, None)
+        elif foreign:
+            note = "written (keywords only: the photo's own UserComment was kept)"
+        else:
+            exif["Exif"][_USER_COMMENT] = record.to_comment()
+        try:
+            dumped = piexif.dump(exif)
+        except Exception as exc:  # noqa: BLE001
+            raise TagWriteError(f"EXIF cannot be rewritten, tags not written ({type(exc).__name__}: {exc})") from exc
+        if fmt == "JPEG":
+            return splice_exif(data, dumped), note
+        import io
+
+        out = io.BytesIO()
+        piexif.insert(dumped, data, out)
+        return out.getvalue(), note
+
+    def _apply(self, path: Path, fmt: str, record: TagRecord | None) -> str:
+        if fmt not in WRITABLE_FORMATS:
+            return f"not written ({fmt} cannot hold EXIF tags)"
+        if _read_only(path):
+            raise TagWriteError("read-only file, tags not written")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TagWriteError(f"cannot read: {exc.strerror or exc}") from exc
+        new, note = self._new_bytes(data, fmt, record)
+        if new == data:
+            return "unchanged"
+
+        def verify(staged: bytes) -> None:
+            if fmt == "JPEG" and image_data(staged) != image_data(data):
+                raise TagWriteError("staged copy differs outside EXIF; the photo is untouched")
+            kw, rec = read_tags_bytes(staged, fmt)
+            if record is not None and not set(record.keywords) <= set(kw):
+                raise TagWriteError("staged copy lost our keywords; the photo is untouched")
+
+        atomic_replace(path, new, verify)
+        return note
+
+    def write(self, path: Path, fmt: str, record: TagRecord) -> str:
+        return self._apply(path, fmt, record)
+
+    def remove(self, path: Path) -> bool:
+        """Take out exactly what we added; True if the file changed."""
+        fmt = "JPEG" if path.read_bytes()[:2] == b"\xff\xd8" else "WEBP"
+        return self._apply(path, fmt, None) not in ("unchanged",)
+
+
+def read_tags_bytes(data: bytes, fmt: str) -> tuple[list[str], TagRecord | None]:
+    exif = _load_exif(data, fmt)
+    return decode_xp(exif["0th"].get(_XP_KEYWORDS)), TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
