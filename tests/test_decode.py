@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from phototag.decode import decode, load_full
+from phototag.errors import PhotoError
+
+from .conftest import exif_bytes, save_jpeg
+
+
+def test_orientation_is_applied_and_dimensions_are_as_shown(tmp_path):
+    # Stored 400 wide x 200 high, red on the left; orientation 6 means "rotate 90 clockwise to show".
+    px = np.zeros((200, 400, 3), np.uint8)
+    px[:, :200] = (255, 0, 0)
+    p = save_jpeg(tmp_path / "rot.jpg", px, exif_bytes(orientation=6))
+    d = decode(p, detect_size=1000)
+    assert (d.width, d.height, d.orientation) == (200, 400, 6)
+    assert d.pixels.shape == (400, 200, 3)
+    assert d.pixels[50, 100, 0] > 200 and d.pixels[350, 100, 0] < 60  # red is now on top
+    assert load_full(p).shape == (400, 200, 3)
+    assert d.taken_at == "1984-02-07T10:00:00"
+
+
+def test_large_jpeg_is_decoded_reduced_to_detection_size(tmp_path):
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 255, (1500, 4000, 3), dtype=np.uint8)
+    p = save_jpeg(tmp_path / "big.jpg", px)
+    d = decode(p, detect_size=1000)
+    assert d.pixels.shape == (375, 1000, 3)
+    assert d.scale == pytest.approx(4.0)
+    assert (d.width, d.height) == (4000, 1500)
+
+
+def test_png_grey_and_cmyk_become_rgb(tmp_path, astronaut):
+    Image.fromarray(astronaut).convert("L").save(tmp_path / "g.png")
+    Image.fromarray(astronaut).convert("CMYK").save(tmp_path / "c.jpg")
+    assert decode(tmp_path / "g.png").pixels.shape == (512, 512, 3)
+    assert decode(tmp_path / "c.jpg").pixels.shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty file"),
+    (b"hello, this is text\n", "not an image (content is text)"),
+    (bytes(range(256)) * 4, "not an image (content is unknown data)"),
+])
+def test_bad_files_give_one_clear_reason(tmp_path, content, reason):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(PhotoError) as err:
+        decode(p)
+    assert str(err.value) == reason
+
+
+def test_truncated_jpeg_is_an_error_even_after_face_recognition_loads(tmp_path, astronaut):
+    from phototag import faces
+
+    faces._api()  # face_recognition turns on LOAD_TRUNCATED_IMAGES; we must turn it off again
+    good = save_jpeg(tmp_path / "g.jpg", astronaut).read_bytes()
+    p = tmp_path / "t.jpg"
+    p.write_bytes(good[: len(good) // 2])
+    with pytest.raises(PhotoError, match="truncated image data"):
+        decode(p)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from phototag.errors import SchemeError
+from phototag.groups import PRESETS, estimate, get_scheme
+
+
+def one_hot(age: int) -> np.ndarray:
+    p = np.zeros(101)
+    p[age] = 1.0
+    return p
+
+
+def test_default_scheme_is_the_ten_groups_of_the_reference_study():
+    s = get_scheme(None)
+    assert [(g.name, g.min, g.max) for g in s.groups] == [
+        ("Baby", 0, 1), ("Toddler", 2, 3), ("Child", 4, 8), ("Adolescent", 9, 13), ("Teenager", 14, 18),
+        ("Young Adult", 19, 24), ("Adult", 25, 34), ("Mature Adult", 35, 44), ("Middle Age", 45, 58),
+        ("Senior", 59, 100),
+    ]
+
+
+@pytest.mark.parametrize("name,age,group", [("three", 29, "Young"), ("three", 30, "Middle"), ("three", 60, "Old"),
+                                            ("four", 17, "Minor"), ("four", 18, "Young Adult"),
+                                            ("four", 80, "Elderly"), ("adience", 2, "0-2"), ("adience", 61, "60+")])
+def test_presets_put_ages_in_the_right_group(name, age, group):
+    assert estimate(one_hot(age), PRESETS[name]).group == group
+
+
+def test_group_probability_is_the_sum_over_its_ages():
+    p = np.zeros(101)
+    p[2], p[3], p[30] = 0.3, 0.3, 0.4
+    e = estimate(p, get_scheme("ten"))
+    assert e.group == "Toddler"
+    assert e.group_prob == pytest.approx(0.6)
+    assert e.age == pytest.approx(0.3 * 2 + 0.3 * 3 + 0.4 * 30)
+    assert e.group_probs["Adult"] == pytest.approx(0.4)
+
+
+def test_interval_holds_the_central_80_percent():
+    p = np.zeros(101)
+    p[10:21] = 1 / 11
+    e = estimate(p, get_scheme("ten"))
+    assert (e.low, e.high) == (11, 19)
+
+
+def test_user_scheme_from_toml(tmp_path):
+    f = tmp_path / "school.toml"
+    f.write_text('name = "school"\n[[groups]]\nname = "Preschool"\nmin = 0\nmax = 5\n'
+                 '[[groups]]\nname = "School"\nmin = 6\nmax = 17\n[[groups]]\nname = "Grown-up"\nmin = 18\n')
+    s = get_scheme(str(f))
+    assert s.name == "school"
+    assert estimate(one_hot(4), s).group == "Preschool"
+    assert estimate(one_hot(40), s).group == "Grown-up"
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[[groups]]\nname = "A"\nmin = 0\nmax = 10\n[[groups]]\nname = "B"\nmin = 12\n', "must start at 11"),
+    ('[[groups]]\nname = "A"\nmin = 1\n', "must start at 0"),
+    ("name = 3\n[[oops]]\n", "needs a [[groups]] table"),
+    ("not toml at all [", "not valid TOML"),
+])
+def test_malformed_schemes_are_refused_with_a_reason(tmp_path, body, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(body)
+    with pytest.raises(SchemeError, match=message.replace("[", r"\[")):
+        get_scheme(str(f))
+
+
+def test_unknown_scheme_names_the_choices():
+    with pytest.raises(SchemeError, match="unknown scheme 'nine': use one of ten, three, four, adience"):
+        get_scheme("nine")
