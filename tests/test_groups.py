@@ -29,12 +29,20 @@ def test_presets_put_ages_in_the_right_group(name, age, group):
 
 def test_group_probability_is_the_sum_over_its_ages():
     p = np.zeros(101)
-    p[2], p[3], p[30] = 0.3, 0.3, 0.4
+    p[1], p[2], p[3], p[5] = 0.2, 0.3, 0.3, 0.2
     e = estimate(p, get_scheme("ten"))
-    assert e.group == "Toddler"
+    assert e.age == pytest.approx(0.2 * 1 + 0.3 * 2 + 0.3 * 3 + 0.2 * 5)
+    assert e.group == "Toddler"  # the group holding the expected age, 2.7
     assert e.group_prob == pytest.approx(0.6)
-    assert e.age == pytest.approx(0.3 * 2 + 0.3 * 3 + 0.4 * 30)
-    assert e.group_probs["Adult"] == pytest.approx(0.4)
+    assert e.group_probs == pytest.approx({"Baby": 0.2, "Toddler": 0.6, "Child": 0.2, **{
+        g: 0.0 for g in ("Adolescent", "Teenager", "Young Adult", "Adult", "Mature Adult", "Middle Age", "Senior")}})
+
+
+def test_the_group_follows_the_age_shown_not_the_largest_mass():
+    p = np.zeros(101)
+    p[0], p[1], p[3], p[4], p[5] = 0.3, 0.25, 0.15, 0.15, 0.15  # Baby holds 55%, but the age is 2.1
+    e = estimate(p, get_scheme("ten"))
+    assert round(e.age) == 2 and e.group == "Toddler" and e.group_prob == pytest.approx(0.15)
 
 
 def test_interval_holds_the_central_80_percent():

@@ -118,7 +118,11 @@ def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, 
     if path.exists():
         return _load(path)
     workers = workers or os.cpu_count() or 1
+    import time
+
     from tqdm import tqdm
+
+    started = time.time()
 
     results: list = []
     ctx = mp.get_context("spawn")
@@ -148,6 +152,8 @@ def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, 
             "skipped": skipped,
             "skipped_examples": stats.examples,
             "detector_missed": int(len(kept) - sum(x[2] for x in res)),
+            "seconds": round(time.time() - started, 1),
+            "workers": workers,
         },
     )
     path.parent.mkdir(parents=True, exist_ok=True)
