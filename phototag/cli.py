@@ -79,7 +79,8 @@ def scan(
     upsample: int = typer.Option(1, min=0, max=3, help="Times to upsample before detecting (finds smaller faces)."),
     detect_size: int = typer.Option(1600, min=200, help="Long side, in pixels, of the copy faces are detected in."),
     min_face: int = typer.Option(40, min=1, help="Ignore faces smaller than this, in full-resolution pixels."),
-    min_score: float = typer.Option(0.15, help="Ignore HOG detections scoring below this (0: keep all dlib finds)."),
+    min_score: float = typer.Option(0.0, help="Ignore HOG detections scoring below this."),
+    verify: bool = typer.Option(True, help="Confirm each HOG face with dlib's CNN detector (drops false faces)."),
     workers: int = typer.Option(0, min=0, help="Detection processes (0: one per core)."),
     batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
@@ -102,7 +103,7 @@ def scan(
 
     try:
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
-                              min_score=min_score,
+                              min_score=min_score, verify=verify,
                               workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
                               follow_symlinks=follow_symlinks, scheme=scheme, prune=prune)
         from .groups import get_scheme

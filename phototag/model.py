@@ -19,7 +19,7 @@ import numpy as np
 from . import faces
 from .errors import DependencyError, ModelError
 
-__all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "MODELS_DIR", "DEFAULT_MODEL"]
+__all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
 CARD_FORMAT = 1
 DEFAULT_MODEL = "age-dlib-mlp"
@@ -36,6 +36,35 @@ def _models_dir() -> Path:
 
 
 MODELS_DIR = _models_dir()
+
+
+def import_keras() -> Any:
+    """Import Keras on TensorFlow (unless KERAS_BACKEND says otherwise) without TensorFlow's start-up noise.
+
+    TensorFlow's C++ side prints several lines to stderr on import, before its log level applies;
+    cron mails stderr, so we send the native stderr to /dev/null for the import alone.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            import keras
+        finally:
+            os.dup2(saved, 2)
+    except ImportError as exc:
+        raise DependencyError(f"cannot load Keras/TensorFlow: {exc}") from exc
+    finally:
+        os.close(saved)
+    return keras
 
 
 def default_model_path() -> Path:
@@ -71,12 +100,7 @@ class AgeModel:
 
     def _head(self) -> Any:
         if self._keras_model is None:
-            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            try:
-                import keras
-            except ImportError as exc:
-                raise DependencyError(f"cannot load Keras/TensorFlow: {exc}") from exc
+            keras = import_keras()
             from . import _layers  # noqa: F401  registers the custom layers a model may use
 
             weights = self.path.with_suffix(".keras")

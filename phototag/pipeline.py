@@ -43,6 +43,7 @@ class ScanOptions:
     detect_size: int = DEFAULT_DETECT_SIZE
     min_face: int = 40  # full-resolution pixels
     min_score: float = faces.DEFAULT_MIN_SCORE
+    verify: bool = True  # HOG proposes, dlib's CNN confirms
     workers: int = 0  # 0: one per core
     batch_size: int = 64
     force: bool = False
@@ -102,12 +103,13 @@ class Analysis:
 
 
 def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face: int,
-            min_score: float = faces.DEFAULT_MIN_SCORE) -> Analysis:
+            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True) -> Analysis:
     """Decode, detect, align and describe every face of one photo (runs in a worker)."""
     try:
         d = decode(path, detect_size)
         boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
-                             min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score)
+                             min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score,
+                             verify_faces=verify)
         full_boxes: list[faces.Box] = []
         chips = []
         if boxes:
@@ -322,7 +324,7 @@ class _Scan:
         started, t0 = _now(), time.monotonic()
         self.seen: set[str] = set()
         o = self.opt
-        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score)
+        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify)
         workers = o.workers or os.cpu_count() or 1
         try:
             if workers <= 1:

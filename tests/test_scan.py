@@ -127,7 +127,7 @@ def test_dry_run_changes_nothing_anywhere(library, db):
 def test_no_exif_indexes_but_never_writes(library, db):
     before = tree_digest(library)
     r = run("scan", library, "--db", db, "--workers", "1", "--no-exif")
-    assert summary(r)["tagged"] == 4 and "4 --no-exif" in summary(r)["not_written"]
+    assert summary(r)["tagged"] == 4 and summary(r)["not_written"] == "3 --no-exif"  # the 4th has no faces
     assert tree_digest(library) == before
     with Index(db) as ix:
         assert ix.photo(str(library / "2019" / "GROUP.JPG"))["tags"] == "not written (--no-exif)"

@@ -76,6 +76,7 @@ def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray
     if chips:
         from phototag import faces
 
+        faces.describe(chips[:1])  # warm up: dlib allocates on its first call
         t = time.perf_counter()
         faces.describe(chips)
         per_face = (time.perf_counter() - t) / len(chips)

@@ -82,7 +82,9 @@ def prepare_one(record: FaceRecord) -> tuple[np.ndarray, np.ndarray, bool] | str
         rgb = _load_rgb(record.image)
     except Exception as exc:  # noqa: BLE001 - any unreadable image is counted, never fatal
         return f"unreadable image ({type(exc).__name__})"
-    boxes = faces.detect(rgb, upsample=_upsample_for(rgb.shape))
+    # Dataset images hold one known face: HOG alone (threshold 0.15, no CNN check), the fallback box
+    # where it misses. The crop is made by the same align_and_crop that a scan uses.
+    boxes = faces.detect(rgb, upsample=_upsample_for(rgb.shape), min_score=0.15, verify_faces=False)
     detected = bool(boxes)
     if detected:
         box = boxes[0]

@@ -71,10 +71,9 @@ def soft_labels(ages: np.ndarray, cfg: TrainConfig) -> np.ndarray:
 
 
 def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    from phototag import model
 
+    keras = model.import_keras()
     from phototag import _layers  # noqa: F401
 
     return keras
