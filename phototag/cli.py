@@ -220,6 +220,7 @@ def show(
     photo: Path = typer.Argument(..., help="A photo in the index."),
     db: Optional[Path] = DbOption,
     annotate: Optional[Path] = typer.Option(None, help="Write a copy with the faces boxed and labelled."),
+    gender: bool = typer.Option(False, "--gender", help="Also show the model's P(female) for each face."),
 ) -> None:
     """The faces of one photo: boxes, ages, intervals and groups, from the index and the file's tags."""
     from .groups import get_scheme
@@ -239,7 +240,8 @@ def show(
     for f in faces:
         typer.echo(f"  face {f['idx']}: {f['age_group']} (p {f['group_prob']:.2f}), age ~{f['age']:.1f} "
                    f"(80%: {f['age_low']}-{f['age_high']}), box top {f['top']} right {f['right']} "
-                   f"bottom {f['bottom']} left {f['left']}")
+                   f"bottom {f['bottom']} left {f['left']}"
+                   + (f", P(female) {f['female_prob']:.2f}" if gender and f["female_prob"] is not None else ""))
     if annotate is not None:
         from .annotate import annotate as draw
 

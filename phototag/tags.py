@@ -186,6 +186,17 @@ def image_data(data: bytes) -> bytes:
 
 # -- reading and writing ---------------------------------------------------------------------
 
+def _webp_has_exif(data: bytes) -> bool:
+    """Whether a WebP's RIFF chunks include EXIF (piexif raises on a WebP without one)."""
+    pos = 12
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if fourcc == b"EXIF":
+            return True
+        pos += 8 + size + (size & 1)
+    return False
+
+
 def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
     """piexif's dict of the photo's EXIF (empty when there is none); PhotoError when it is unreadable."""
     empty = {"0th": {}, "Exif": {}, "GPS": {}, "Interop": {}, "1st": {}, "thumbnail": None}
@@ -194,7 +205,7 @@ def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
             segs, _ = _segments(data)
             exif = [data[s + 4 : e] for m, s, e in segs if _is_exif(data, (m, s, e))]
             return piexif.load(exif[0]) if exif else empty
-        return piexif.load(data) if fmt == "WEBP" else empty
+        return piexif.load(data) if fmt == "WEBP" and _webp_has_exif(data) else empty
     except PhotoError:
         raise
     except Exception as exc:  # noqa: BLE001 - piexif raises many kinds on broken EXIF

@@ -191,3 +191,42 @@ def test_fatal_errors_are_one_line(tmp_path, library):
     assert (r.exit_code, r.stderr) == (2, f"Error: no index at {tmp_path}/missing.db (run `phototag scan` first, or pass --db)\n")
     r = run("scan", library, "--db", tmp_path / "x.db", "--scheme", "nine")
     assert r.stderr.startswith("Error: unknown scheme 'nine'") and r.exit_code == 2
+
+
+def test_heic_and_webp_photos(tmp_path, astronaut, monkeypatch):
+    from PIL import Image
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    Image.fromarray(astronaut).save(lib / "IMG_0001.HEIC")
+    Image.fromarray(astronaut).save(lib / "shared.webp", quality=90)
+    heic = (lib / "IMG_0001.HEIC").read_bytes()
+    monkeypatch.setenv("PHOTOTAG_DB", str(tmp_path / "env.db"))  # no --db: the environment names the index
+    r = run("scan", lib, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    s = summary(r)
+    assert (s["tagged"], s["faces"], s["not_written"]) == (2, 2, "1 HEIF cannot hold EXIF tags")
+    assert (lib / "IMG_0001.HEIC").read_bytes() == heic
+    assert exiftool("-s3", "-XPKeywords", str(lib / "shared.webp")).strip().startswith("Age group: ")
+    with Index(tmp_path / "env.db") as ix:
+        assert ix.photo(str(lib / "IMG_0001.HEIC"))["format"] == "HEIF"
+        assert ix.photo(str(lib / "shared.webp"))["tags"] == "written"
+
+
+def test_show_gender_only_when_asked(library, db):
+    run("scan", library / "2019" / "wedding", "--db", db, "--workers", "1")
+    photo = library / "2019" / "wedding" / "astronaut.jpg"
+    assert "P(female)" not in run("show", photo, "--db", db).stdout
+    assert re.search(r"P\(female\) (0|1)\.\d\d", run("show", photo, "--db", db, "--gender").stdout)
+
+
+def test_public_api_loads_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, phototag; phototag.get_scheme('ten'); phototag.Index; "
+            "print('tensorflow' in sys.modules, 'dlib' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]

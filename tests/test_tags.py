@@ -151,3 +151,13 @@ def test_xp_codec_round_trip_and_merge():
     assert merge_keywords(["A", "Age group: Baby", "B"], ["Age group: Child"], ["Age group: Baby"]) == [
         "A", "B", "Age group: Child"]
     assert merge_keywords(["Age group: Baby"], ["Age group: Child"], []) == ["Age group: Baby", "Age group: Child"]
+
+
+def test_webp_is_written_through_piexif_and_read_back_by_exiftool(tmp_path, astronaut):
+    p = tmp_path / "a.webp"
+    Image.fromarray(astronaut).save(p, quality=90)
+    pixels = np.asarray(Image.open(p))
+    assert ExifWriter().write(p, "WEBP", record("Adult")) == "written"
+    assert exiftool("-s3", "-XPKeywords", str(p)).strip() == "Age group: Adult"
+    assert np.array_equal(np.asarray(Image.open(p)), pixels)
+    assert ExifWriter().remove(p) and read_tags(p) == ([], None)
