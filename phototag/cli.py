@@ -253,22 +253,35 @@ def show(
         typer.echo(f"annotated copy: {annotate}")
 
 
+DataOption = typer.Option(..., help="READER:PATH, e.g. utkface:../shared/datasets/utkface.")
+LimitOption = typer.Option(None, help="Use only this many records (a stable sample).")
+PrepWorkersOption = typer.Option(0, min=0, help="Processes for face preparation (0: one per core).")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+def _training_call(fn, *args, **kwargs):
+    """Run a training/ function; its ValueErrors (bad data specs, empty splits) become one Error line."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise _fatal(PhototagError(str(exc))) from None
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+
+
 @app.command()
 def train(
-    data: str = typer.Option(..., help="READER:PATH, e.g. utkface:../shared/datasets/utkface."),
+    data: str = DataOption,
     out: Path = typer.Option(..., help="Output base name: writes OUT.keras and OUT.json (the card)."),
     config: Optional[str] = typer.Option(None, help="Config file, or a name in training/configs (cpu, gpu)."),
-    limit: Optional[int] = typer.Option(None, help="Use only this many records (a stable sample)."),
-    workers: int = typer.Option(0, min=0, help="Processes for face preparation (0: one per core)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    limit: Optional[int] = LimitOption,
+    workers: int = PrepWorkersOption,
+    quiet: bool = QuietOption,
 ) -> None:
     """Train an age model from a dataset and write it with its card."""
     from training.train import train as run_train
 
-    try:
-        card = run_train(data, out, config, limit=limit, workers=workers or None, quiet=quiet)
-    except (ValueError, PhototagError) as exc:
-        raise _fatal(exc if isinstance(exc, PhototagError) else PhototagError(str(exc))) from None
+    card = _training_call(run_train, data, out, config, limit=limit, workers=workers or None, quiet=quiet)
     test = card["metrics"].get("test", {})
     typer.echo(f"wrote {out.with_suffix('.keras')} and {out.with_suffix('.json')}: test MAE "
                f"{test.get('mae', float('nan')):.2f} years on {test.get('faces', 0)} faces")
@@ -276,21 +289,19 @@ def train(
 
 @app.command()
 def evaluate(
-    data: str = typer.Option(..., help="READER:PATH, e.g. utkface:../shared/datasets/utkface."),
+    data: str = DataOption,
     model: Optional[Path] = typer.Option(None, help="Model (models/NAME). Default: the shipped model."),
     split: str = typer.Option("test", help="train, val, test or all."),
     report: Optional[Path] = typer.Option(None, help="Folder for metrics.json, report.md and plots."),
-    limit: Optional[int] = typer.Option(None, help="Use only this many records (a stable sample)."),
-    workers: int = typer.Option(0, min=0, help="Processes for face preparation (0: one per core)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    limit: Optional[int] = LimitOption,
+    workers: int = PrepWorkersOption,
+    quiet: bool = QuietOption,
 ) -> None:
     """Measure a model on a split: MAE by age band, group accuracy, speed; optionally a report."""
     from training.evaluate import evaluate as run_eval
 
-    try:
-        m = run_eval(model, data, split=split, report=report, limit=limit, workers=workers or None, quiet=quiet)
-    except (ValueError, PhototagError) as exc:
-        raise _fatal(exc if isinstance(exc, PhototagError) else PhototagError(str(exc))) from None
+    m = _training_call(run_eval, model, data, split=split, report=report, limit=limit, workers=workers or None,
+                       quiet=quiet)
     g = m["groups"]["ten"]
     typer.echo(f"{m['faces']} faces: MAE {m['mae']:.2f} years (0-12: {m['mae_0_12'] or float('nan'):.2f}), "
                f"ten groups exact {g['exact']:.1%}, one-off {g['one_off']:.1%}")

@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import PhotoError
-from .walk import sniff
 
 __all__ = ["Decoded", "decode", "load_full", "DEFAULT_DETECT_SIZE"]
 
@@ -164,11 +163,3 @@ def load_full(path: str | Path) -> np.ndarray:
         _load(im, path)
         return np.asarray(_finish(im, orientation), dtype=np.uint8)
 
-
-def sniff_path(path: Path) -> str | None:
-    """The format a file's first bytes announce (for messages about mislabelled files)."""
-    try:
-        with open(path, "rb") as f:
-            return sniff(f.read(16))
-    except OSError:
-        return None

@@ -148,13 +148,11 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list, female) -> TagRecord:
+def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list) -> TagRecord:
+    """What goes into the photo: one keyword per group present (in the scheme's order), every face."""
     groups = [g for g in scheme.names if any(e.group == g for e in ests)]
-    face_list = []
-    for i, (b, e) in enumerate(zip(boxes, ests)):
-        item = {"box": b.as_list(), "age": round(e.age, 1), "interval": [e.low, e.high], "group": e.group,
-                "p": round(e.group_prob, 2)}
-        face_list.append(item)
+    face_list = [{"box": b.as_list(), "age": round(e.age, 1), "interval": [e.low, e.high], "group": e.group,
+                  "p": round(e.group_prob, 2)} for b, e in zip(boxes, ests)]
     return TagRecord(model=model.model_id, scheme=scheme.name, keywords=[KEYWORD_PREFIX + g for g in groups],
                      faces=face_list)
 
@@ -251,9 +249,11 @@ class _Scan:
 
     def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
         ests = [estimate(p, self.scheme) for p in dist]
-        record = _record(self.model, self.scheme, a.boxes, ests, female)
         try:
-            tags = self.writer.write(Path(a.path), a.format, record) if a.boxes else "no faces"
+            if a.boxes:
+                tags = self.writer.write(Path(a.path), a.format, _record(self.model, self.scheme, a.boxes, ests))
+            else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
+                tags = "no faces" + (" (old tags removed)" if self.writer.remove(Path(a.path), a.format) else "")
         except TagWriteError as exc:
             tags = f"failed: {exc}"
             self.summary.failures.append((a.path, str(exc)))

@@ -41,6 +41,10 @@ class CodecError(ValueError):
     """A keyword list or record that cannot be encoded or decoded."""
 
 
+class ExifParseError(TagWriteError):
+    """The photo's EXIF cannot be parsed: we leave it alone (and it cannot hold tags of ours)."""
+
+
 # -- XPKeywords ------------------------------------------------------------------------------
 
 def encode_xp(keywords: list[str]) -> tuple[int, ...]:
@@ -209,7 +213,7 @@ def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
     except PhotoError:
         raise
     except Exception as exc:  # noqa: BLE001 - piexif raises many kinds on broken EXIF
-        raise TagWriteError(f"EXIF cannot be parsed, tags not written ({type(exc).__name__}: {exc})") from exc
+        raise ExifParseError(f"EXIF cannot be parsed, tags not written ({type(exc).__name__}: {exc})") from exc
 
 
 def read_tags(path: str | Path) -> tuple[list[str], TagRecord | None]:
@@ -226,7 +230,7 @@ class Writer(Protocol):
 
     def write(self, path: Path, fmt: str, record: TagRecord) -> str: ...
 
-    def remove(self, path: Path) -> bool: ...
+    def remove(self, path: Path, fmt: str) -> bool: ...
 
 
 class NullWriter:
@@ -238,7 +242,7 @@ class NullWriter:
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:
         return f"not written ({self.reason})"
 
-    def remove(self, path: Path) -> bool:
+    def remove(self, path: Path, fmt: str) -> bool:
         return False
 
 
@@ -335,8 +339,6 @@ class ExifWriter:
     def _apply(self, path: Path, fmt: str, record: TagRecord | None) -> str:
         if fmt not in WRITABLE_FORMATS:
             return f"not written ({fmt} cannot hold EXIF tags)"
-        if _read_only(path):
-            raise TagWriteError("read-only file, tags not written")
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -344,6 +346,8 @@ class ExifWriter:
         new, note = self._new_bytes(data, fmt, record)
         if new == data:
             return "unchanged"
+        if _read_only(path):
+            raise TagWriteError("read-only file, tags not written")
 
         def verify(staged: bytes) -> None:
             if fmt == "JPEG" and image_data(staged) != image_data(data):
@@ -358,10 +362,12 @@ class ExifWriter:
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:
         return self._apply(path, fmt, record)
 
-    def remove(self, path: Path) -> bool:
+    def remove(self, path: Path, fmt: str) -> bool:
         """Take out exactly what we added; True if the file changed."""
-        fmt = "JPEG" if path.read_bytes()[:2] == b"\xff\xd8" else "WEBP"
-        return self._apply(path, fmt, None) not in ("unchanged",)
+        try:
+            return self._apply(path, fmt, None).startswith("written")
+        except ExifParseError:
+            return False  # EXIF we cannot read holds nothing we wrote
 
 
 def read_tags_bytes(data: bytes, fmt: str) -> tuple[list[str], TagRecord | None]:

@@ -230,3 +230,16 @@ def test_public_api_loads_nothing_heavy():
             "print('tensorflow' in sys.modules, 'dlib' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+def test_a_photo_without_faces_loses_tags_an_earlier_scan_wrote(library, db):
+    from phototag.tags import ExifWriter, TagRecord, read_tags
+
+    p = library / "2020" / "landscape.jpeg"
+    ExifWriter().write(p, "JPEG", TagRecord("old-model@1", "ten", ["Age group: Baby"], [{"box": [0, 1, 1, 0]}]))
+    r = run("scan", library / "2020", "--db", db, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert read_tags(p) == ([], None)
+    assert exiftool("-s3", "-DateTimeOriginal", str(p)).strip() == "2020:01:01 00:00:00"
+    with Index(db) as ix:
+        assert ix.photo(str(p))["tags"] == "no faces (old tags removed)"

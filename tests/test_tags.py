@@ -91,8 +91,9 @@ def test_remove_takes_out_exactly_what_we_added(rich_jpeg):
     original = piexif.load(str(rich_jpeg))
     w = ExifWriter()
     w.write(rich_jpeg, "JPEG", record("Toddler"))
-    assert w.remove(rich_jpeg)
+    assert w.remove(rich_jpeg, "JPEG")
     assert read_tags(rich_jpeg) == (["Holiday", "Grandma"], None)
+    assert not w.remove(rich_jpeg, "JPEG")  # nothing of ours left: the file is not touched again
     restored = piexif.load(str(rich_jpeg))
     assert restored["0th"] == original["0th"] and restored["Exif"] == original["Exif"]
 
@@ -160,4 +161,4 @@ def test_webp_is_written_through_piexif_and_read_back_by_exiftool(tmp_path, astr
     assert ExifWriter().write(p, "WEBP", record("Adult")) == "written"
     assert exiftool("-s3", "-XPKeywords", str(p)).strip() == "Age group: Adult"
     assert np.array_equal(np.asarray(Image.open(p)), pixels)
-    assert ExifWriter().remove(p) and read_tags(p) == ([], None)
+    assert ExifWriter().remove(p, "WEBP") and read_tags(p) == ([], None)

@@ -100,3 +100,15 @@ def test_shipped_model_on_a_utkface_sample(tmp_path):
     assert m["faces"] >= 60
     assert m["mae"] < 7.5, m
     assert m["groups"]["ten"]["one_off"] > 0.85
+
+
+def test_cli_train_and_evaluate_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from phototag.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--data", "nope"])
+    assert (r.exit_code, r.stderr) == (
+        2, "Error: data spec 'nope' is not READER:PATH (readers: utkface, utkface_csv, wiki, labelled_csv)\n")
+    r = CliRunner().invoke(app, ["train", "--data", f"utkface:{tmp_path}/none", "--out", str(tmp_path / "m")])
+    assert (r.exit_code, r.stderr) == (2, f"Error: {tmp_path}/none: no such file or folder\n")
