@@ -73,7 +73,7 @@ def decode_xp(value: Any) -> list[str]:
 
 def merge_keywords(existing: list[str], ours: list[str], previously_ours: list[str] = ()) -> list[str]:
     """The user's keywords, in their order, then ours: our old ones out, no duplicates."""
-    drop = set(previously_ours) | {k for k in existing if k.startswith(KEYWORD_PREFIX) and k in previously_ours}
+    drop = set(previously_ours)
     kept = [k for k in existing if k not in drop]
     out: list[str] = []
     for k in kept + list(ours):
@@ -306,24 +306,36 @@ class ExifWriter:
     """Writes our keywords and record into JPEG and WebP files, never losing anything else."""
 
     def _new_bytes(self, data: bytes, fmt: str, record: TagRecord | None) -> tuple[bytes, str]:
+        """The photo's bytes with `record` in (None: with ours out); `data` itself when nothing changes.
+
+        Only keywords we add are recorded as ours, so a keyword the user already had is never removed.
+        """
         exif = _load_exif(data, fmt)
-        note = "written"
         old = TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
         existing = decode_xp(exif["0th"].get(_XP_KEYWORDS))
-        keywords = merge_keywords(existing, record.keywords if record else [], old.keywords if old else [])
+        users = merge_keywords(existing, [], old.keywords if old else [])
+        added = [k for k in (record.keywords if record else []) if k not in users]
+        keywords = users + added
+        comment = exif["Exif"].get(_USER_COMMENT)
+        foreign = comment is not None and old is None and bytes(comment).strip(b"\x00 ") not in (b"", b"ASCII")
+        note = "written"
+        new_comment = comment
+        if record is None:
+            new_comment = None if old is not None else comment
+        elif foreign:
+            note = "written (keywords only: the photo's own UserComment was kept)"
+        else:
+            new_comment = TagRecord(record.model, record.scheme, added, record.faces, record.version).to_comment()
+        if keywords == existing and new_comment == comment:
+            return data, "unchanged"
         if keywords:
             exif["0th"][_XP_KEYWORDS] = encode_xp(keywords)
         else:
             exif["0th"].pop(_XP_KEYWORDS, None)
-        comment = exif["Exif"].get(_USER_COMMENT)
-        foreign = comment is not None and old is None and bytes(comment).strip(b"\x00 ") not in (b"", _ASCII.strip(b"\x00"))
-        if record is None:
-            if old is not None:
-                exif["Exif"].pop(_USER_COMMENT, None)
-        elif foreign:
-            note = "written (keywords only: the photo's own UserComment was kept)"
+        if new_comment is None:
+            exif["Exif"].pop(_USER_COMMENT, None)
         else:
-            exif["Exif"][_USER_COMMENT] = record.to_comment()
+            exif["Exif"][_USER_COMMENT] = new_comment
         try:
             dumped = piexif.dump(exif)
         except Exception as exc:  # noqa: BLE001
@@ -344,7 +356,7 @@ class ExifWriter:
         except OSError as exc:
             raise TagWriteError(f"cannot read: {exc.strerror or exc}") from exc
         new, note = self._new_bytes(data, fmt, record)
-        if new == data:
+        if new is data:
             return "unchanged"
         if _read_only(path):
             raise TagWriteError("read-only file, tags not written")

@@ -162,3 +162,21 @@ def test_webp_is_written_through_piexif_and_read_back_by_exiftool(tmp_path, astr
     assert exiftool("-s3", "-XPKeywords", str(p)).strip() == "Age group: Adult"
     assert np.array_equal(np.asarray(Image.open(p)), pixels)
     assert ExifWriter().remove(p, "WEBP") and read_tags(p) == ([], None)
+
+
+def test_a_keyword_the_user_already_had_survives_untag(tmp_path, astronaut):
+    p = save_jpeg(tmp_path / "k.jpg", astronaut, exif_bytes(keywords=["Age group: Toddler", "Zoo"]))
+    w = ExifWriter()
+    w.write(p, "JPEG", record("Toddler", "Adult"))
+    keywords, rec = read_tags(p)
+    assert keywords == ["Age group: Toddler", "Zoo", "Age group: Adult"] and rec.keywords == ["Age group: Adult"]
+    assert w.remove(p, "JPEG")
+    assert read_tags(p) == (["Age group: Toddler", "Zoo"], None)
+
+
+def test_nothing_to_change_means_the_file_is_not_rewritten(tmp_path, astronaut):
+    # piexif would re-serialise this EXIF differently; with nothing of ours to remove, bytes stay as they are
+    p = save_jpeg(tmp_path / "n.jpg", astronaut, exif_bytes(keywords=["Zoo"]))
+    before, st = p.read_bytes(), p.stat()
+    assert not ExifWriter().remove(p, "JPEG")
+    assert p.read_bytes() == before and p.stat().st_ino == st.st_ino
