@@ -42,6 +42,12 @@ def test_train_writes_a_model_and_card_that_phototag_loads(tiny_data, tmp_path):
     out = tmp_path / "models" / "tiny"
     card = train(f"utkface:{tiny_data}", out, "smoke", workers=1, quiet=True)
     assert out.with_suffix(".keras").is_file()
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(out.with_suffix(".keras")) as z, z.open("model.weights.h5") as f, h5py.File(f) as h5:
+        assert "optimizer" not in h5  # weights only: the optimizer's state would triple the file
     on_disk = json.loads(out.with_suffix(".json").read_text())
     assert on_disk == json.loads(json.dumps(card))
     prep = card["training"]["preparation"]

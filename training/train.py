@@ -224,7 +224,10 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     weights = out.with_suffix(".keras")
-    model.save(weights)
+    # An uncompiled copy: the file holds the weights alone, not AdamW's two moments per weight (3x the size).
+    shipped = model.__class__.from_config(model.get_config())
+    shipped.set_weights(model.get_weights())
+    shipped.save(weights)
     metrics = {}
     for split in ("val", "test"):
         if len(parts[split]):
