@@ -110,7 +110,7 @@ def scan(
 
         get_scheme(scheme)
         age_model = load_model(model)
-        writer = NullWriter("dry run") if dry_run else NullWriter("--no-exif") if no_exif else ExifWriter()
+        writer = NullWriter("dry run") if dry_run else NullWriter("--no-exif", tidy=True) if no_exif else ExifWriter()
         index = Index(_db(db), in_memory=dry_run)
     except PhototagError as exc:
         raise _fatal(exc) from None
@@ -133,6 +133,43 @@ def scan(
             bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
+    if not quiet or summary.exit_code:
+        typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command(epilog=EXIT_CODES)
+def untag(
+    paths: List[Path] = typer.Argument(..., help="Photos and folders to untag (folders recursively)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Also note the change in this index (default: "
+                                      "$PHOTOTAG_DB or the user data folder's index, when it exists).",
+                                      show_default=False),
+    exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
+    follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
+    dry_run: bool = typer.Option(False, help="Write nothing at all."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+) -> None:
+    """Remove exactly what phototag wrote into photos: its keywords and its UserComment record."""
+    from .index import Index
+    from .pipeline import untag as run_untag
+    from .tags import ExifWriter, NullWriter
+
+    def on_failure(path: str, reason: str) -> None:
+        typer.echo(f"phototag: {printable(path)}: {reason}", err=True)
+
+    db_path = _db(db)
+    try:
+        index = Index(db_path) if db_path.exists() and not dry_run else None
+        if index is not None:
+            index.lock()
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    try:
+        summary = run_untag(paths, NullWriter("dry run") if dry_run else ExifWriter(), index=index,
+                            exclude=exclude, follow_symlinks=follow_symlinks, on_failure=on_failure)
+    finally:
+        if index is not None:
+            index.close()
     if not quiet or summary.exit_code:
         typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
     raise typer.Exit(summary.exit_code)

@@ -24,12 +24,15 @@ from . import __version__, faces
 from .decode import DEFAULT_DETECT_SIZE, decode, load_full
 from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
-from .index import Index, pack_distribution
+from .index import Index, pack_distribution, unpack_distribution
 from .model import AgeModel
 from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer
-from .walk import WalkError, walk
+from .walk import StaleTemp, WalkError, walk
 
-__all__ = ["ScanOptions", "ScanSummary", "scan", "Interrupted", "analyse", "Analysis"]
+__all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
+
+
+UNTAGGED = "removed by untag"
 
 
 class Interrupted(Exception):
@@ -62,6 +65,8 @@ class ScanSummary:
     moved: int = 0
     missing: int = 0
     known_failures: int = 0  # skipped: failed before and unchanged since
+    regrouped: int = 0  # tagged under a new scheme from stored distributions, without the model
+    stale_removed: int = 0  # staged copies left by a killed run, deleted
     not_written: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -79,6 +84,10 @@ class ScanSummary:
             parts.append(f"{self.moved} moved")
         if self.missing:
             parts.append(f"{self.missing} missing")
+        if self.regrouped:
+            parts.append(f"{self.regrouped} regrouped")
+        if self.stale_removed:
+            parts.append(f"{self.stale_removed} leftover temp files removed")
         text = ", ".join(parts) + f" in {self.seconds:.1f}s"
         if self.not_written:
             why = "; ".join(f"{n} {reason}" for reason, n in sorted(self.not_written.items()))
@@ -185,29 +194,31 @@ class _Scan:
                            "face_count": None, "size": size, "mtime_ns": mtime, "model_id": self.model.model_id,
                            "scheme": self.scheme.name, "tags": None, "sha256": None}, []))
 
-    def needs_work(self, path: str) -> bool:
-        """False when the index already has this file as it is now (or it moved here unchanged)."""
+    def triage(self, path: str) -> str:
+        """'analyse' (run the model), 'skip' (the index has it as it is now), or 'done' (handled here:
+        regrouped under a new scheme, recognised as moved, or failed to stat)."""
         try:
             st = os.stat(path)
         except OSError as exc:
             self.fail(path, f"cannot read: {exc.strerror or exc}")
-            return False
+            return "done"
         row = self.index.photo(path)
         if row is not None and not self.opt.force and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
             if row["status"] == "failed":
                 self.summary.known_failures += 1
-                return False
-            if (
-                row["model_id"] == self.model.model_id and row["scheme"] == self.scheme.name
-                and not str(row["tags"] or "").startswith("failed")
-            ):
-                return False
+                return "skip"
+            tags = str(row["tags"] or "")
+            if row["model_id"] == self.model.model_id and not tags.startswith("failed"):
+                if row["scheme"] == self.scheme.name or tags == UNTAGGED:
+                    return "skip"  # untagged by the user: stays so until scan --force
+                self.regroup(path, row)
+                return "done"
         if row is None and not self.opt.force:
             try:
                 digest = sha256_file(path)
             except OSError as exc:
                 self.fail(path, f"cannot read: {exc.strerror or exc}")
-                return False
+                return "done"
             for old in self.index.photos_with_hash(digest):
                 if old["path"] != path and not os.path.exists(old["path"]) and old["model_id"] == self.model.model_id \
                         and old["scheme"] == self.scheme.name:
@@ -215,8 +226,19 @@ class _Scan:
                     with self.index.transaction():
                         self.index.move(old["path"], path, st.st_size, st.st_mtime_ns)
                     self.summary.moved += 1
-                    return False
-        return True
+                    return "done"
+        return "analyse"
+
+    def regroup(self, path: str, row: Any) -> None:
+        """Same photo, same model, another scheme: new groups and tags from the stored distributions."""
+        face_rows = self.index.faces_of(path)
+        boxes = [faces.Box(f["top"], f["right"], f["bottom"], f["left"]) for f in face_rows]
+        dist = np.array([unpack_distribution(f["distribution"]) for f in face_rows]).reshape(len(face_rows), -1)
+        female = (np.array([f["female_prob"] for f in face_rows], dtype=np.float32)
+                  if face_rows and all(f["female_prob"] is not None for f in face_rows) else None)
+        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)
+        self.summary.regrouped += 1
+        self.finish(a, dist, female)
 
     # -- results -----------------------------------------------------------------------------
 
@@ -305,6 +327,9 @@ class _Scan:
     def tasks(self) -> Iterable[str]:
         seen = self.seen
         for item in walk(self.roots, exclude=self.opt.exclude, follow_symlinks=self.opt.follow_symlinks):
+            if isinstance(item, StaleTemp):
+                self.summary.stale_removed += self.writer.discard_stale(item.path, item.pid)
+                continue
             self.summary.files_seen += isinstance(item, Path)
             if isinstance(item, WalkError):
                 self.fail(os.path.abspath(item.path), item.reason)
@@ -313,11 +338,12 @@ class _Scan:
             if path in seen:
                 continue
             seen.add(path)
-            if self.needs_work(path):
+            verdict = self.triage(path)
+            if verdict == "analyse":
                 self.progress.total = (self.progress.total or 0) + 1
                 self.progress.refresh()
                 yield path
-            else:
+            elif verdict == "skip":
                 self.summary.skipped += 1
 
     def run(self) -> ScanSummary:
@@ -392,3 +418,62 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
         raise PhototagError(f"unknown detector {options.detector!r}: use hog or cnn")
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
                  progress or _NoProgress()).run()
+
+
+@dataclass
+class UntagSummary:
+    files_seen: int = 0
+    untagged: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stale_removed: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def line(self) -> str:
+        text = f"{self.files_seen} files seen, {self.untagged} untagged, {len(self.failures)} failed"
+        return text + (f", {self.stale_removed} leftover temp files removed" if self.stale_removed else "")
+
+
+def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = None, exclude: Iterable[str] = (),
+          follow_symlinks: bool = False, on_failure: Callable[[str, str], None] | None = None) -> UntagSummary:
+    """Remove exactly what phototag wrote (its keywords and its UserComment record) from photos under `roots`.
+
+    With an index, each untagged photo's row says so and records the file as it now is, so the next
+    scan leaves it alone (`scan --force` tags it again).
+    """
+    from .tags import WRITABLE_FORMATS, ExifParseError
+    from .walk import sniff
+
+    summary = UntagSummary()
+    report = on_failure or (lambda p, r: None)
+    for item in walk([os.path.abspath(r) for r in roots], exclude=exclude, follow_symlinks=follow_symlinks):
+        if isinstance(item, StaleTemp):
+            summary.stale_removed += writer.discard_stale(item.path, item.pid)
+            continue
+        if isinstance(item, WalkError):
+            summary.failures.append((str(item.path), item.reason))
+            report(str(item.path), item.reason)
+            continue
+        summary.files_seen += 1
+        path = os.path.abspath(item)
+        try:
+            with open(path, "rb") as f:
+                fmt = sniff(f.read(16))
+            if fmt not in WRITABLE_FORMATS or not writer.remove(Path(path), fmt):
+                continue
+        except ExifParseError:
+            continue  # EXIF we cannot read holds nothing we wrote
+        except (TagWriteError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, TagWriteError) else f"cannot read: {exc.strerror or exc}"
+            summary.failures.append((path, reason))
+            report(path, reason)
+            continue
+        summary.untagged += 1
+        if index is not None and index.photo(path) is not None:
+            st = os.stat(path)
+            with index.transaction() as conn:
+                conn.execute("UPDATE photos SET tags = ?, size = ?, mtime_ns = ?, sha256 = ? WHERE path = ?",
+                             (UNTAGGED, st.st_size, st.st_mtime_ns, sha256_file(path), path))
+    return summary

@@ -232,18 +232,46 @@ class Writer(Protocol):
 
     def remove(self, path: Path, fmt: str) -> bool: ...
 
+    def discard_stale(self, path: Path, pid: int) -> bool: ...
+
 
 class NullWriter:
-    """Writes nothing, anywhere."""
+    """Writes no tags. With `tidy` (--no-exif) it still deletes staged copies left by killed runs;
+    without (--dry-run) it touches nothing at all."""
 
-    def __init__(self, reason: str = "dry run") -> None:
+    def __init__(self, reason: str = "dry run", *, tidy: bool = False) -> None:
         self.reason = reason
+        self.tidy = tidy
 
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:
         return f"not written ({self.reason})"
 
     def remove(self, path: Path, fmt: str) -> bool:
         return False
+
+    def discard_stale(self, path: Path, pid: int) -> bool:
+        return self.tidy and discard_stale(path, pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def discard_stale(path: Path, pid: int) -> bool:
+    """Delete a staged copy whose writer is dead (killed mid-write); the photo itself was never touched."""
+    if pid == os.getpid() or _pid_alive(pid):
+        return False  # a write in progress, perhaps by a scan of another index
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -373,6 +401,9 @@ class ExifWriter:
 
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:
         return self._apply(path, fmt, record)
+
+    def discard_stale(self, path: Path, pid: int) -> bool:
+        return discard_stale(path, pid)
 
     def remove(self, path: Path, fmt: str) -> bool:
         """Take out exactly what we added; True if the file changed."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["WalkError", "walk", "sniff", "IMAGE_EXTENSIONS"]
+__all__ = ["WalkError", "StaleTemp", "walk", "sniff", "IMAGE_EXTENSIONS", "TEMP_NAME"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".gif", ".bmp"}
@@ -21,6 +22,18 @@ IMAGE_EXTENSIONS = frozenset(
 # Never images, never worth opening: skipped without a read.
 _NOT_IMAGES = frozenset({".xmp", ".txt", ".json", ".db", ".sqlite", ".mov", ".mp4", ".avi", ".m4v", ".mts",
                          ".aae", ".thm", ".pdf", ".doc", ".docx", ".md", ".csv", ".toml", ".ini", ".lock"})
+
+
+# The staged copy tags.atomic_replace writes beside a photo: `.NAME.phototag-PID.tmp`.
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.phototag-(?P<pid>\d+)\.tmp$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class StaleTemp:
+    """A staged copy left beside a photo by a phototag process that was killed mid-write."""
+
+    path: Path
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,13 @@ def _is_candidate(path: Path) -> bool:
 
 def walk(
     roots: Iterable[str | Path], *, exclude: Iterable[str] = (), follow_symlinks: bool = False
-) -> Iterator[Path | WalkError]:
-    """Every candidate photo under `roots`, depth first in name order; problems as WalkError."""
+) -> Iterator[Path | WalkError | StaleTemp]:
+    """Every candidate photo under `roots`, depth first in name order; problems as WalkError; our own
+    staged copies as StaleTemp (the caller decides whether their writer is gone)."""
     patterns = tuple(exclude)
     seen_dirs: set[tuple[int, int]] = set()
 
-    def visit_dir(folder: Path, ancestors: frozenset = frozenset()) -> Iterator[Path | WalkError]:
+    def visit_dir(folder: Path, ancestors: frozenset = frozenset()) -> Iterator[Path | WalkError | StaleTemp]:
         try:
             st = folder.stat()
         except OSError as exc:
@@ -101,7 +115,12 @@ def walk(
             return
         for entry in entries:
             path = Path(entry.path)
-            if entry.name.startswith(".") or _excluded(path, patterns):
+            if entry.name.startswith("."):
+                m = TEMP_NAME.match(entry.name)
+                if m and entry.is_file(follow_symlinks=False):
+                    yield StaleTemp(path, int(m["pid"]))
+                continue
+            if _excluded(path, patterns):
                 continue
             try:
                 if entry.is_symlink() and not follow_symlinks:

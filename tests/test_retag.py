@@ -1,0 +1,75 @@
+"""Scheme changes without the model, untag, and what a killed run leaves behind."""
+
+import json
+import os
+import shutil
+import sqlite3
+
+from typer.testing import CliRunner
+
+from phototag.cli import app
+from phototag.model import DEFAULT_MODEL, MODELS_DIR
+from phototag.tags import read_tags
+
+from .conftest import exiftool
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def broken_model_copy(tmp_path):
+    """The shipped card (so the same model id) over weights that cannot load: any model call fails."""
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.json", folder / f"{DEFAULT_MODEL}.json")
+    (folder / f"{DEFAULT_MODEL}.keras").write_bytes(b"not a model")
+    return folder / DEFAULT_MODEL
+
+
+def test_a_new_scheme_retags_from_the_index_without_the_model(library, tmp_path):
+    db = tmp_path / "i.db"
+    assert run("scan", library / "2019", "--db", db, "--workers", "1").exit_code == 0
+    photo = library / "2019" / "wedding" / "astronaut.jpg"
+    age = sqlite3.connect(db).execute("SELECT age FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.path = ?",
+                                      (str(photo),)).fetchone()[0]
+    r = run("scan", library / "2019", "--db", db, "--workers", "1", "--scheme", "three",
+            "--model", broken_model_copy(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert ", 2 regrouped in " in r.stdout and "0 skipped, 2 tagged, 3 faces" in r.stdout
+    expected = "Young" if age < 29.5 else "Middle" if age < 59.5 else "Old"
+    assert read_tags(photo)[0] == ["Holiday", "Grandma", f"Age group: {expected}"]
+    rows = sqlite3.connect(db).execute("SELECT DISTINCT scheme, age_group FROM faces").fetchall()
+    assert {s for s, _ in rows} == {"three"} and {g for _, g in rows} <= {"Young", "Middle", "Old"}
+    assert json.loads(exiftool("-s3", "-UserComment", str(photo)))["scheme"] == "three"
+
+
+def test_untag_removes_exactly_ours_and_sticks_until_force(library, tmp_path):
+    db = tmp_path / "i.db"
+    photo = library / "2019" / "wedding" / "astronaut.jpg"
+    original = exiftool("-j", "-G", "-a", str(photo))
+    run("scan", library, "--db", db, "--workers", "1")
+    r = run("untag", library, "--db", db)
+    assert r.exit_code == 0 and r.stdout.startswith("7 files seen, 2 untagged, 0 failed")
+    assert read_tags(photo) == (["Holiday", "Grandma"], None)
+    strip = lambda j: {k: v for k, v in json.loads(j)[0].items() if k.split(":")[0] not in ("System", "File")}  # noqa: E731
+    assert strip(exiftool("-j", "-G", "-a", str(photo))) == strip(original)
+    again = run("scan", library, "--db", db, "--workers", "1")
+    assert "0 tagged" in again.stdout and read_tags(photo)[1] is None
+    run("scan", library, "--db", db, "--workers", "1", "--force")
+    assert read_tags(photo)[1] is not None
+
+
+def test_a_staged_copy_left_by_a_killed_run_is_removed_by_the_next(library, tmp_path):
+    folder = library / "2019"
+    dead = folder / ".GROUP.JPG.phototag-999999.tmp"
+    dead.write_bytes(b"half a photo")
+    alive = folder / f".GROUP.JPG.phototag-{os.getppid()}.tmp"  # a live process: maybe another index's scan
+    alive.write_bytes(b"being written")
+    r = run("scan", folder, "--db", tmp_path / "i.db", "--workers", "1", "--no-exif")
+    assert "1 leftover temp files removed" in r.stdout
+    assert not dead.exists() and alive.exists()
+    r = run("scan", folder, "--db", tmp_path / "j.db", "--workers", "1", "--dry-run")
+    assert alive.exists()
