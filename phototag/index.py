@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,          -- absolute path
     sha256 TEXT,                        -- of the file as it is now (after tagging)
+    content_sha256 TEXT,                -- of its bytes outside EXIF: unchanged = only metadata changed
     size INTEGER,
     mtime_ns INTEGER,
     format TEXT,
@@ -132,6 +133,8 @@ class Index:
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                               (str(SCHEMA_VERSION),))
+            if "content_sha256" not in {c[1] for c in self.conn.execute("PRAGMA table_info(photos)")}:
+                self.conn.execute("ALTER TABLE photos ADD COLUMN content_sha256 TEXT")
         except (sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
             raise PhototagError(f"{self.path}: not a usable phototag index ({exc})") from exc
         self._lock_fd: int | None = None

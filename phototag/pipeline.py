@@ -26,7 +26,7 @@ from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
 from .index import Index, pack_distribution, unpack_distribution
 from .model import AgeModel
-from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer
+from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer, content_hash
 from .walk import StaleTemp, WalkError, walk
 
 __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
@@ -153,6 +153,13 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def file_hashes(path: str) -> tuple[str, str]:
+    """(SHA-256 of the file, SHA-256 of its bytes outside EXIF), from one read."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return hashlib.sha256(data).hexdigest(), content_hash(data)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -213,6 +220,18 @@ class _Scan:
                     return "skip"  # untagged by the user: stays so until scan --force
                 self.regroup(path, row)
                 return "done"
+        if (row is not None and not self.opt.force and row["status"] == "ok" and row["content_sha256"]
+                and row["model_id"] == self.model.model_id and row["tags"] != UNTAGGED):
+            # The file changed: if only its metadata did (our own write, cut off before the index heard
+            # of it, or keywords edited elsewhere), the faces are as they were: re-tag, no model.
+            try:
+                _, content = file_hashes(path)
+            except OSError as exc:
+                self.fail(path, f"cannot read: {exc.strerror or exc}")
+                return "done"
+            if content == row["content_sha256"]:
+                self.regroup(path, row)
+                return "done"
         if row is None and not self.opt.force:
             try:
                 digest = sha256_file(path)
@@ -233,7 +252,8 @@ class _Scan:
         """Same photo, same model, another scheme: new groups and tags from the stored distributions."""
         face_rows = self.index.faces_of(path)
         boxes = [faces.Box(f["top"], f["right"], f["bottom"], f["left"]) for f in face_rows]
-        dist = np.array([unpack_distribution(f["distribution"]) for f in face_rows]).reshape(len(face_rows), -1)
+        dist = (np.array([unpack_distribution(f["distribution"]) for f in face_rows]) if face_rows
+                else np.zeros((0, 101), np.float32))
         female = (np.array([f["female_prob"] for f in face_rows], dtype=np.float32)
                   if face_rows and all(f["female_prob"] is not None for f in face_rows) else None)
         a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)
@@ -289,12 +309,13 @@ class _Scan:
             self.summary.not_written[reason] = self.summary.not_written.get(reason, 0) + 1
         try:
             st = os.stat(a.path)
-            digest = sha256_file(a.path)
+            digest, content = file_hashes(a.path)
         except OSError as exc:
             self.fail(a.path, f"disappeared while scanning: {exc.strerror or exc}")
             return
         row = {
-            "path": a.path, "sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "format": a.format,
+            "path": a.path, "sha256": digest, "content_sha256": content, "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "format": a.format,
             "width": a.width, "height": a.height, "taken_at": a.taken_at, "scanned_at": _now(),
             "model_id": self.model.model_id, "scheme": self.scheme.name, "face_count": len(a.boxes),
             "status": "ok", "tags": tags, "error": None,

@@ -190,15 +190,43 @@ def image_data(data: bytes) -> bytes:
 
 # -- reading and writing ---------------------------------------------------------------------
 
-def _webp_has_exif(data: bytes) -> bool:
-    """Whether a WebP's RIFF chunks include EXIF (piexif raises on a WebP without one)."""
+def _webp_chunks(data: bytes):
+    """(fourcc, start, end) of each RIFF chunk of a WebP."""
     pos = 12
     while pos + 8 <= len(data):
         fourcc, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if fourcc == b"EXIF":
-            return True
-        pos += 8 + size + (size & 1)
-    return False
+        end = min(len(data), pos + 8 + size + (size & 1))
+        yield fourcc, pos, end
+        pos = end
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of a photo's bytes outside EXIF (JPEG, WebP; whole file otherwise).
+
+    Equal hashes mean only metadata changed: our own tag write, or the user's keywords from another
+    tool. The pixels need no new look.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        if data.startswith(b"\xff\xd8"):
+            h.update(image_data(data))
+        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            # VP8X carries a flag for 'has EXIF', which our write may set: skip it with the EXIF chunk
+            for fourcc, start, end in _webp_chunks(data):
+                if fourcc not in (b"EXIF", b"VP8X"):
+                    h.update(data[start:end])
+        else:
+            h.update(data)
+    except PhotoError:
+        h.update(data)
+    return h.hexdigest()
+
+
+def _webp_has_exif(data: bytes) -> bool:
+    """Whether a WebP's RIFF chunks include EXIF (piexif raises on a WebP without one)."""
+    return any(fourcc == b"EXIF" for fourcc, _, _ in _webp_chunks(data))
 
 
 def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:

@@ -107,3 +107,25 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
         if p.is_file() and not p.is_symlink():
             out[str(p.relative_to(root))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
     return out
+
+
+_RELIABILITY: list[dict] = []
+
+
+@pytest.fixture
+def reliability():
+    """Record a fault or bad input that a test tried, how often, and the outcome (for the README's table)."""
+
+    def record(fault: str, tries: int, outcome: str) -> None:
+        _RELIABILITY.append({"fault": fault, "tries": tries, "outcome": outcome})
+
+    return record
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RELIABILITY:
+        import json
+
+        out = ROOT / "reports" / "reliability.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(sorted(_RELIABILITY, key=lambda r: r["fault"]), indent=1) + "\n")

@@ -23,7 +23,7 @@ def run(*args):
 def broken_model_copy(tmp_path):
     """The shipped card (so the same model id) over weights that cannot load: any model call fails."""
     folder = tmp_path / "broken-model"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.json", folder / f"{DEFAULT_MODEL}.json")
     (folder / f"{DEFAULT_MODEL}.keras").write_bytes(b"not a model")
     return folder / DEFAULT_MODEL
@@ -44,6 +44,11 @@ def test_a_new_scheme_retags_from_the_index_without_the_model(library, tmp_path)
     rows = sqlite3.connect(db).execute("SELECT DISTINCT scheme, age_group FROM faces").fetchall()
     assert {s for s, _ in rows} == {"three"} and {g for _, g in rows} <= {"Young", "Middle", "Old"}
     assert json.loads(exiftool("-s3", "-UserComment", str(photo)))["scheme"] == "three"
+    # a photo without faces regroups too (nothing to write)
+    run("scan", library / "2020", "--db", db, "--workers", "1")
+    r = run("scan", library / "2020", "--db", db, "--workers", "1", "--scheme", "four", "--model",
+            broken_model_copy(tmp_path))
+    assert r.exit_code == 0 and ", 2 regrouped in " in r.stdout, r.output
 
 
 def test_untag_removes_exactly_ours_and_sticks_until_force(library, tmp_path):
@@ -73,3 +78,21 @@ def test_a_staged_copy_left_by_a_killed_run_is_removed_by_the_next(library, tmp_
     assert not dead.exists() and alive.exists()
     r = run("scan", folder, "--db", tmp_path / "j.db", "--workers", "1", "--dry-run")
     assert alive.exists()
+
+
+def test_a_metadata_only_change_is_retagged_without_the_model(library, tmp_path):
+    db = tmp_path / "i.db"
+    photo = library / "2019" / "wedding" / "astronaut.jpg"
+    run("scan", library / "2019", "--db", db, "--workers", "1")
+    ours = read_tags(photo)[0][2:]
+    exiftool("-overwrite_original", "-XPKeywords=Holiday;Grandma;Beach", str(photo))  # edited in another tool
+    r = run("scan", library / "2019", "--db", db, "--workers", "1", "--model", broken_model_copy(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert "1 skipped, 1 tagged" in r.stdout and "1 regrouped" in r.stdout
+    assert read_tags(photo)[0] == ["Holiday", "Grandma", "Beach", *ours]
+    # the pixels changed: that one needs the model, and says so
+    from PIL import Image, ImageEnhance
+
+    ImageEnhance.Brightness(Image.open(photo)).enhance(1.1).save(photo, quality=90)
+    r = run("scan", library / "2019", "--db", db, "--workers", "1", "--model", broken_model_copy(tmp_path))
+    assert r.exit_code == 2 and r.stderr.startswith("Error: ") and "cannot load the model" in r.stderr
