@@ -69,9 +69,11 @@ def _iso(value: object) -> str | None:
 def _exif_facts(im: Image.Image) -> tuple[int, str | None]:
     """(orientation, DateTimeOriginal); broken EXIF reads as (1, None): the pixels still count."""
     try:
-        exif = im.getexif()
-        orientation = int(exif.get(0x0112, 1) or 1)
-        taken = _iso(exif.get_ifd(0x8769).get(0x9003)) or _iso(exif.get(0x0132))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF; the tag writer reports it
+            exif = im.getexif()
+            orientation = int(exif.get(0x0112, 1) or 1)
+            taken = _iso(exif.get_ifd(0x8769).get(0x9003)) or _iso(exif.get(0x0132))
     except Exception:  # noqa: BLE001 - EXIF is optional; a photo with broken EXIF is still a photo
         return 1, None
     return (orientation if orientation in range(1, 9) else 1), taken
@@ -90,7 +92,12 @@ def _open(path: Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"image too large to decode safely ({exc})") from exc
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m[1]):,} pixels" if m else "too many pixels"
+        raise PhotoError(f"image too large to decode safely ({size}; the limit is "
+                         f"{Image.MAX_IMAGE_PIXELS:,})") from exc
     except UnidentifiedImageError as exc:
         try:
             with open(path, "rb") as f:
@@ -107,6 +114,11 @@ def _open(path: Path) -> Image.Image:
 def _finish(im: Image.Image, orientation: int) -> Image.Image:
     for op in _TRANSPOSE.get(orientation, ()):
         im = im.transpose(op)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # 16-bit (or float) samples: Pillow's convert would clip them at 255, leaving a white image
+        arr = np.asarray(im, dtype=np.float32)
+        top = 65535.0 if im.mode != "F" and arr.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
@@ -120,6 +132,18 @@ def _load(im: Image.Image, path: Path) -> None:
         raise PhotoError(f"corrupt image data ({msg})") from exc
 
 
+def _quiet(fn):
+    """Pillow warns (on stderr) about corrupt EXIF and the like; our caller reports what matters."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def decode(path: str | Path, detect_size: int = DEFAULT_DETECT_SIZE) -> Decoded:
     """Decode `path` oriented, reduced so its long side is at most `detect_size`."""
     path = Path(path)
@@ -154,6 +178,7 @@ def decode(path: str | Path, detect_size: int = DEFAULT_DETECT_SIZE) -> Decoded:
     )
 
 
+@_quiet
 def load_full(path: str | Path) -> np.ndarray:
     """The whole photo at full resolution, oriented as shown, RGB uint8."""
     path = Path(path)

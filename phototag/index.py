@@ -28,7 +28,8 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,          -- absolute path
+    path TEXT NOT NULL UNIQUE,          -- absolute path (bytes that are not UTF-8 as backslash escapes)
+    path_bytes BLOB,                    -- the path's raw bytes, only when it is not valid UTF-8
     sha256 TEXT,                        -- of the file as it is now (after tagging)
     content_sha256 TEXT,                -- of its bytes outside EXIF: unchanged = only metadata changed
     size INTEGER,
@@ -133,8 +134,10 @@ class Index:
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                               (str(SCHEMA_VERSION),))
-            if "content_sha256" not in {c[1] for c in self.conn.execute("PRAGMA table_info(photos)")}:
-                self.conn.execute("ALTER TABLE photos ADD COLUMN content_sha256 TEXT")
+            columns = {c[1] for c in self.conn.execute("PRAGMA table_info(photos)")}
+            for column, kind in (("content_sha256", "TEXT"), ("path_bytes", "BLOB")):
+                if column not in columns:
+                    self.conn.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
         except (sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
             raise PhototagError(f"{self.path}: not a usable phototag index ({exc})") from exc
         self._lock_fd: int | None = None
@@ -181,20 +184,37 @@ class Index:
         return _Transaction(self.conn)
 
     # -- photos ------------------------------------------------------------------------------
+    # Methods take file-system paths (str, possibly with surrogate escapes for non-UTF-8 bytes) and
+    # store a key SQLite can hold; `fs_path` turns a row back into the path to open.
+
+    @staticmethod
+    def key(path: str) -> str:
+        """The `path` column for a file-system path: itself, or with undecodable bytes as \\xNN."""
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace")
+
+    @staticmethod
+    def fs_path(row: sqlite3.Row) -> str:
+        return os.fsdecode(row["path_bytes"]) if row["path_bytes"] is not None else row["path"]
 
     def photo(self, path: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+        return self.conn.execute("SELECT * FROM photos WHERE path = ?", (self.key(path),)).fetchone()
 
     def photos_with_hash(self, sha256: str) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM photos WHERE sha256 = ? AND status != 'failed'", (sha256,)).fetchall()
 
-    def move(self, old_path: str, new_path: str, size: int, mtime_ns: int) -> None:
-        self.conn.execute("DELETE FROM photos WHERE path = ?", (new_path,))
-        self.conn.execute("UPDATE photos SET path = ?, size = ?, mtime_ns = ?, status = 'ok' WHERE path = ?",
-                          (new_path, size, mtime_ns, old_path))
+    def move(self, old_key: str, new_path: str, size: int, mtime_ns: int) -> None:
+        """The row keyed `old_key` now describes the file at `new_path`."""
+        new_key = self.key(new_path)
+        raw = os.fsencode(new_path) if new_key != new_path else None
+        self.conn.execute("DELETE FROM photos WHERE path = ?", (new_key,))
+        self.conn.execute("UPDATE photos SET path = ?, path_bytes = ?, size = ?, mtime_ns = ?, status = 'ok' "
+                          "WHERE path = ?", (new_key, raw, size, mtime_ns, old_key))
 
     def upsert_photo(self, row: dict[str, Any], faces: list[dict[str, Any]]) -> int:
-        """Insert or replace one photo and its faces (call inside a transaction)."""
+        """Insert or replace one photo (row["path"]: its file-system path) and its faces, in a transaction."""
+        key = self.key(row["path"])
+        row = {**row, "path": key, "path_bytes": os.fsencode(row["path"]) if key != row["path"] else None}
         cols = list(row)
         self.conn.execute(
             f"INSERT INTO photos ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
@@ -215,13 +235,15 @@ class Index:
     def mark_missing(self, under: list[str], seen: set[str], *, prune: bool = False) -> int:
         """Photos under `under` that the walk did not see: marked `missing` (or deleted with prune)."""
         gone = []
+        seen_keys = {self.key(p) for p in seen}
         for root in under:
+            root = self.key(root)
             prefix = root.rstrip("/") + "/"
             rows = self.conn.execute(
-                "SELECT path FROM photos WHERE (path = ? OR substr(path, 1, ?) = ?) AND status != 'missing'",
+                "SELECT path, path_bytes FROM photos WHERE (path = ? OR substr(path, 1, ?) = ?) AND status != 'missing'",
                 (root, len(prefix), prefix),
             ).fetchall()
-            gone += [r["path"] for r in rows if r["path"] not in seen and not os.path.exists(r["path"])]
+            gone += [r["path"] for r in rows if r["path"] not in seen_keys and not os.path.exists(self.fs_path(r))]
         for p in gone:
             if prune:
                 self.conn.execute("DELETE FROM photos WHERE path = ?", (p,))
@@ -288,7 +310,7 @@ class Index:
     def faces_of(self, path: str) -> list[sqlite3.Row]:
         return self.conn.execute(
             "SELECT fa.* FROM faces fa JOIN photos p ON p.id = fa.photo_id WHERE p.path = ? ORDER BY fa.idx",
-            (path,)).fetchall()
+            (self.key(path),)).fetchall()
 
 
 class _Transaction:

@@ -35,8 +35,9 @@ __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Inter
 UNTAGGED = "removed by untag"
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: stop after committing what is done."""
+class Interrupted(BaseException):
+    """SIGTERM: stop after committing what is done. A BaseException, like KeyboardInterrupt (SIGINT), so
+    the per-photo `except Exception` that keeps one bad photo from stopping a scan never swallows it."""
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,8 @@ class _Scan:
                 self.fail(path, f"cannot read: {exc.strerror or exc}")
                 return "done"
             for old in self.index.photos_with_hash(digest):
-                if old["path"] != path and not os.path.exists(old["path"]) and old["model_id"] == self.model.model_id \
-                        and old["scheme"] == self.scheme.name:
+                if old["path"] != Index.key(path) and not os.path.exists(Index.fs_path(old)) \
+                        and old["model_id"] == self.model.model_id and old["scheme"] == self.scheme.name:
                     self.flush_rows(force=True)
                     with self.index.transaction():
                         self.index.move(old["path"], path, st.st_size, st.st_mtime_ns)
@@ -496,5 +497,5 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
             st = os.stat(path)
             with index.transaction() as conn:
                 conn.execute("UPDATE photos SET tags = ?, size = ?, mtime_ns = ?, sha256 = ? WHERE path = ?",
-                             (UNTAGGED, st.st_size, st.st_mtime_ns, sha256_file(path), path))
+                             (UNTAGGED, st.st_size, st.st_mtime_ns, sha256_file(path), Index.key(path)))
     return summary

@@ -1,0 +1,212 @@
+"""Bad input and injected faults: each gets one clear line naming the file, and the run carries on."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import piexif
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from phototag.cli import app
+from phototag.index import Index
+
+from .conftest import exif_bytes, group_photo, save_jpeg
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def bad_library(root: Path, astronaut: np.ndarray) -> dict[str, str | None]:
+    """Every kind of awkward file; the value is the exact reason expected (None: it must work)."""
+    root.mkdir(parents=True, exist_ok=True)
+    face = Image.fromarray(astronaut)
+    expect: dict[str, str | None] = {}
+
+    (root / "empty.jpg").write_bytes(b"")
+    expect["empty.jpg"] = "empty file"
+    good = io.BytesIO()
+    face.save(good, "JPEG", quality=90)
+    (root / "truncated.jpg").write_bytes(good.getvalue()[:20000])
+    expect["truncated.jpg"] = "truncated image data"
+    (root / "random.jpg").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    expect["random.jpg"] = "not an image (content is unknown data)"
+    (root / "text.png").write_text("a text file named .png\n")
+    expect["text.png"] = "not an image (content is text)"
+    # EXIF that piexif cannot parse: the photo is indexed, its tags are not written
+    save_jpeg(root / "bad-exif.jpg", astronaut, b"Exif\x00\x00II*\x00\xff\xff\xff\x7f broken")
+    expect["bad-exif.jpg"] = "EXIF cannot be parsed, tags not written (error: unpack requires a buffer of 2 bytes)"
+    face.convert("CMYK").save(root / "cmyk.jpg", quality=90)
+    expect["cmyk.jpg"] = None
+    face.convert("L").save(root / "grey.jpg", quality=90)
+    expect["grey.jpg"] = None
+    Image.fromarray((np.asarray(face.convert("L")).astype(np.uint16) * 257)).save(root / "sixteen-bit.png")
+    expect["sixteen-bit.png"] = None
+    pal = face.convert("P", palette=Image.Palette.ADAPTIVE)
+    pal.info["transparency"] = 0
+    pal.save(root / "palette.png", transparency=0)
+    expect["palette.png"] = None
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(root / "animated.gif", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    expect["animated.gif"] = None
+    # a decompression bomb: a tiny PNG claiming 200 000 x 200 000 pixels
+    Image.new("1", (20000, 20000)).save(root / "bomb.png", optimize=True)
+    expect["bomb.png"] = f"image too large to decode safely (400,000,000 pixels; the limit is {Image.MAX_IMAGE_PIXELS:,})"
+    save_jpeg(root / "name with spaces 'and' \"quotes\".jpg", astronaut)
+    expect["name with spaces 'and' \"quotes\".jpg"] = None
+    save_jpeg(root / "new\nline.jpg", astronaut)
+    expect["new\nline.jpg"] = None
+    os.makedirs(os.fsencode(root) + b"/latin1-\xe9t\xe9", exist_ok=True)
+    save_jpeg(Path(os.fsdecode(os.fsencode(root) + b"/latin1-\xe9t\xe9/photo.jpg")), astronaut)
+    expect[os.fsdecode(b"latin1-\xe9t\xe9/photo.jpg")] = None
+    deep = root / "/".join(["a-rather-long-folder-name-for-a-family-photo-archive"] * 6)
+    save_jpeg(deep / "deep.jpg", astronaut)
+    expect[str((deep / "deep.jpg").relative_to(root))] = None
+    ro = save_jpeg(root / "read-only.jpg", astronaut, exif_bytes())
+    os.chmod(ro, 0o444)
+    expect["read-only.jpg"] = "read-only file, tags not written"
+    return expect
+
+
+def test_every_bad_input_gets_one_line_and_the_run_carries_on(tmp_path, astronaut, reliability):
+    lib = tmp_path / "lib"
+    expect = bad_library(lib, astronaut)
+    before = {p: p.read_bytes() for p in lib.rglob("*") if p.is_file()}
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.splitlines()
+    failures = {k: v for k, v in expect.items() if v is not None}
+    assert len(lines) == len(failures), lines
+    from phototag.cli import printable
+
+    for name, reason in failures.items():
+        line = f"phototag: {printable(str(lib / name))}: {reason}"
+        assert any(ln.startswith(line) for ln in lines), (line, lines)
+    with Index(tmp_path / "i.db") as ix:
+        rows = {r["path"]: dict(r) for r in ix.conn.execute("SELECT * FROM photos")}
+    for name, reason in expect.items():
+        row = rows[Index.key(str(lib / name))]
+        if reason is None:
+            assert row["status"] == "ok" and row["face_count"] == 1, (name, row)
+        elif "tags not written" in reason:  # indexed all the same
+            assert row["status"] == "ok" and row["tags"] == f"failed: {reason}" and row["face_count"] == 1
+        else:
+            assert row["status"] == "failed" and row["error"].startswith(reason), (name, row)
+    for p, data in before.items():  # nothing that failed was touched
+        if p.name in ("bad-exif.jpg", "read-only.jpg") or expect.get(str(p.relative_to(lib)), "x") is not None:
+            assert p.read_bytes() == data, p
+    for name, reason in expect.items():
+        path_bytes = len(os.fsencode(str(lib / name)))
+        label = f"a path of {path_bytes} bytes" if len(name) > 60 else repr(name)
+        reliability(f"bad input: {label}", 1, reason or "works: indexed, 1 face")
+
+
+def test_disk_full_while_writing_leaves_the_photo_untouched(tmp_path, astronaut, monkeypatch, reliability):
+    """ENOSPC at the write of the staged copy: the original stays as it was, the failure is reported."""
+    import phototag.tags as tags
+
+    lib = tmp_path / "lib"
+    photo = save_jpeg(lib / "a.jpg", astronaut, exif_bytes())
+    before = photo.read_bytes()
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, fd):
+            self.f = real_fdopen(fd, "wb")
+
+        def write(self, b):
+            self.f.write(bytes(b)[: len(b) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.f.close()
+
+    monkeypatch.setattr(tags.os, "fdopen", lambda fd, mode: FullDisk(fd))
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 1
+    assert r.stderr == f"phototag: {photo}: disk full while writing tags; the photo is untouched\n"
+    assert photo.read_bytes() == before
+    assert [p.name for p in lib.iterdir()] == ["a.jpg"]  # no staged copy left
+    reliability("disk full (ENOSPC) while writing a photo", 1, "original untouched, reported, no staged copy left")
+
+
+def test_a_file_deleted_between_listing_and_reading(tmp_path, astronaut, monkeypatch, reliability):
+    import phototag.pipeline as pipeline
+
+    lib = tmp_path / "lib"
+    save_jpeg(lib / "a.jpg", astronaut)
+    victim = save_jpeg(lib / "b.jpg", astronaut)
+    real = pipeline.analyse
+
+    def delete_then_analyse(path, *args):
+        if path.endswith("b.jpg"):
+            os.unlink(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(pipeline, "analyse", delete_then_analyse)
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 1
+    assert r.stderr == f"phototag: {victim}: cannot read: No such file or directory\n"
+    assert "1 tagged" in r.stdout
+    reliability("a file deleted between listing and reading", 1, "reported, run carried on")
+
+
+def test_forty_faces_in_one_photo(tmp_path, astronaut, reliability):
+    head = astronaut[20:260, 120:330]
+    canvas = np.full((5 * 300, 8 * 260, 3), 110, np.uint8)
+    for i in range(40):
+        y, x = (i // 8) * 300 + 30, (i % 8) * 260 + 25
+        canvas[y : y + 240, x : x + 210] = head
+    lib = tmp_path / "lib"
+    save_jpeg(lib / "class-photo.jpg", canvas)
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1", "--batch-size", "16")
+    assert r.exit_code == 0, r.output
+    assert "1 tagged, 40 faces" in r.stdout
+    reliability("a photo with 40 faces", 1, "all 40 found, tagged")
+
+
+def test_sigterm_and_sigint_stop_cleanly(tmp_path, astronaut, reliability):
+    lib = tmp_path / "lib"
+    for i in range(30):
+        save_jpeg(lib / f"{i:02d}.jpg", group_photo(astronaut, n=1, size=(700, 500)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        db = tmp_path / f"{sig.name}.db"
+        proc = subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db),
+                                 "--workers", "1", "--batch-size", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until some photos are committed
+            time.sleep(0.5)
+            try:
+                con = sqlite3.connect(db)
+                done = con.execute("SELECT count(*) FROM photos WHERE scanned_at IS NOT NULL").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                done = 0
+            if done >= 2 or proc.poll() is not None:
+                break
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (sig, out, err)
+        assert out.startswith("interrupted: "), (sig, out, err)
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT exit_code FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0] == 130
+        con.close()
+        with Index(db) as ix:
+            ix.lock()  # the lock was released
+        reliability(f"{signal.Signals(sig).name} during a scan", 1,
+                    "stopped cleanly: committed, lock released, exit 130, summary printed")
