@@ -210,3 +210,39 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path, astronaut, reliability):
             ix.lock()  # the lock was released
         reliability(f"{signal.Signals(sig).name} during a scan", 1,
                     "stopped cleanly: committed, lock released, exit 130, summary printed")
+
+
+def test_exif_that_would_outgrow_its_64_kb_segment_is_refused(tmp_path, astronaut, reliability):
+    """A camera's EXIF near the JPEG segment limit: adding our tags would not fit. Refused, untouched."""
+    big = exif_bytes(comment=b"ASCII\x00\x00\x00" + b"x" * 65390)  # 65,516 bytes: fits, ours would not
+    photo = save_jpeg(tmp_path / "lib" / "big-exif.jpg", astronaut, big)
+    before = photo.read_bytes()
+    r = run("scan", tmp_path / "lib", "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"phototag: {photo}: EXIF would be ") and "over the JPEG limit of 64 KB" in r.stderr
+    assert photo.read_bytes() == before
+    reliability("EXIF that would outgrow its 64 KB JPEG segment", 1, "refused, photo untouched, indexed")
+
+
+def test_query_and_stats_work_while_a_scan_writes(tmp_path, astronaut, reliability):
+    lib = tmp_path / "lib"
+    for i in range(16):
+        save_jpeg(lib / f"{i:02d}.jpg", group_photo(astronaut, n=1, size=(700, 500)))
+    db = tmp_path / "i.db"
+    proc = subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db),
+                             "--workers", "1", "--batch-size", "1", "-q"], stderr=subprocess.PIPE, text=True)
+    counts, reads = [], 0
+    while proc.poll() is None:
+        time.sleep(0.3)
+        if not db.exists():
+            continue
+        s = run("stats", "--db", db, "--json")
+        q = run("query", "--db", db, "--format", "paths")
+        assert s.exit_code == 0 and q.exit_code == 0, (s.output, q.output)
+        counts.append(len(q.stdout.splitlines()))
+        reads += 1
+    assert proc.returncode == 0, proc.stderr.read()
+    assert counts == sorted(counts) and counts[-1] <= 16  # only committed photos, never fewer later
+    assert len(run("query", "--db", db, "--format", "paths").stdout.splitlines()) == 16
+    assert reads >= 3
+    reliability("query and stats while a scan writes", reads, "always answered, saw only committed photos")
