@@ -8,7 +8,6 @@ writes; kills during scheme changes (no model: regrouping from the index) land m
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import piexif
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 

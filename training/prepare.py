@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from phototag import faces
-from training.readers import FaceRecord, ReadStats, open_data, split_of
+from training.readers import FaceRecord, open_data, split_of
 
 PREP_VERSION = 1
 THUMB = 64  # side of the small chip kept beside each descriptor (for plots and image models)
