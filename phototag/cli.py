@@ -51,6 +51,18 @@ def _db(db: Optional[Path]) -> Path:
     return db if db is not None else default_db_path()
 
 
+def _report_failure(path: str, reason: str) -> None:
+    """One line per bad file, naming it and the reason; the run carries on."""
+    typer.echo(f"phototag: {printable(path)}: {reason}", err=True)
+
+
+def _finish(summary, *, dry_run: bool, quiet: bool) -> None:
+    """The summary line (on stderr under --quiet, and only if something failed), then the exit code."""
+    if not quiet or summary.exit_code:
+        typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
+    raise typer.Exit(summary.exit_code)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"phototag {__version__}")
@@ -98,9 +110,6 @@ def scan(
     from .pipeline import ScanOptions, scan as run_scan
     from .tags import ExifWriter, NullWriter
 
-    def on_failure(path: str, reason: str) -> None:
-        typer.echo(f"phototag: {printable(path)}: {reason}", err=True)
-
     try:
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
                               min_score=min_score, verify=verify,
@@ -125,17 +134,15 @@ def scan(
 
         bar = tqdm(total=0, unit="photo", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
         try:
-            summary = run_scan(paths, index, age_model, writer=writer, options=options, on_failure=on_failure,
-                               progress=bar)
+            summary = run_scan(paths, index, age_model, writer=writer, options=options,
+                               on_failure=_report_failure, progress=bar)
         except PhototagError as exc:
             raise _fatal(exc) from None
         finally:
             bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
-    if not quiet or summary.exit_code:
-        typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
-    raise typer.Exit(summary.exit_code)
+    _finish(summary, dry_run=dry_run, quiet=quiet)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -154,9 +161,6 @@ def untag(
     from .pipeline import untag as run_untag
     from .tags import ExifWriter, NullWriter
 
-    def on_failure(path: str, reason: str) -> None:
-        typer.echo(f"phototag: {printable(path)}: {reason}", err=True)
-
     db_path = _db(db)
     try:
         index = Index(db_path) if db_path.exists() and not dry_run else None
@@ -166,13 +170,11 @@ def untag(
         raise _fatal(exc) from None
     try:
         summary = run_untag(paths, NullWriter("dry run") if dry_run else ExifWriter(), index=index,
-                            exclude=exclude, follow_symlinks=follow_symlinks, on_failure=on_failure)
+                            exclude=exclude, follow_symlinks=follow_symlinks, on_failure=_report_failure)
     finally:
         if index is not None:
             index.close()
-    if not quiet or summary.exit_code:
-        typer.echo(("dry run: " if dry_run else "") + summary.line(), err=summary.exit_code != 0 and quiet)
-    raise typer.Exit(summary.exit_code)
+    _finish(summary, dry_run=dry_run, quiet=quiet)
 
 
 @app.command(epilog=EXIT_CODES)

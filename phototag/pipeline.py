@@ -465,7 +465,7 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
     With an index, each untagged photo's row says so and records the file as it now is, so the next
     scan leaves it alone (`scan --force` tags it again).
     """
-    from .tags import WRITABLE_FORMATS, ExifParseError
+    from .tags import WRITABLE_FORMATS
     from .walk import sniff
 
     summary = UntagSummary()
@@ -484,9 +484,7 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
             with open(path, "rb") as f:
                 fmt = sniff(f.read(16))
             if fmt not in WRITABLE_FORMATS or not writer.remove(Path(path), fmt):
-                continue
-        except ExifParseError:
-            continue  # EXIF we cannot read holds nothing we wrote
+                continue  # remove() treats unreadable EXIF as holding nothing of ours
         except (TagWriteError, OSError) as exc:
             reason = str(exc) if isinstance(exc, TagWriteError) else f"cannot read: {exc.strerror or exc}"
             summary.failures.append((path, reason))

@@ -246,11 +246,10 @@ def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
 
 def read_tags(path: str | Path) -> tuple[list[str], TagRecord | None]:
     """(all keywords, our record or None) of a photo."""
+    from .walk import sniff
+
     data = Path(path).read_bytes()
-    fmt = "JPEG" if data.startswith(b"\xff\xd8") else "WEBP" if data[8:12] == b"WEBP" else "other"
-    exif = _load_exif(data, fmt)
-    keywords = decode_xp(exif["0th"].get(_XP_KEYWORDS))
-    return keywords, TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
+    return read_tags_bytes(data, sniff(data[:16]) or "unknown")
 
 
 class Writer(Protocol):
@@ -442,5 +441,6 @@ class ExifWriter:
 
 
 def read_tags_bytes(data: bytes, fmt: str) -> tuple[list[str], TagRecord | None]:
+    """(all keywords, our record or None) of a photo's bytes in format `fmt`."""
     exif = _load_exif(data, fmt)
     return decode_xp(exif["0th"].get(_XP_KEYWORDS)), TagRecord.from_comment(exif["Exif"].get(_USER_COMMENT))
