@@ -89,7 +89,7 @@ def scan(
     scheme: str = typer.Option("ten", help="Age-group scheme: ten, three, four, adience, or a .toml file."),
     detector: str = typer.Option("hog", help="Face detector: hog (fast) or cnn (dlib's CNN, slower, finds more)."),
     upsample: int = typer.Option(1, min=0, max=3, help="Times to upsample before detecting (finds smaller faces)."),
-    detect_size: int = typer.Option(1600, min=200, help="Long side, in pixels, of the copy faces are detected in."),
+    detect_size: int = typer.Option(1600, min=200, help="Faces are detected in a copy with the pixels of a 4:3 photo this long (panoramas keep more length)."),
     min_face: int = typer.Option(40, min=1, help="Ignore faces smaller than this, in full-resolution pixels."),
     min_score: float = typer.Option(0.0, help="Ignore HOG detections scoring below this."),
     verify: bool = typer.Option(True, help="Confirm each HOG face with dlib's CNN detector (drops false faces)."),

@@ -16,9 +16,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import PhotoError
 
-__all__ = ["Decoded", "decode", "load_full", "DEFAULT_DETECT_SIZE"]
+__all__ = ["Decoded", "decode", "load_full", "load_for_crops", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
 
 DEFAULT_DETECT_SIZE = 1600
+# Faces are cut out of a copy decoded at 1/2, 1/4 or 1/8 where every face stays at least this wide:
+# libjpeg's DCT scaling is cheaper than a full decode and filters better than the chip resampler.
+CROP_FACE_PX = 224
+# The most pixels decoded at once for cropping: a 100-megapixel panorama is decoded at 1/2 or less, so
+# a worker's memory stays bounded whatever the photo's size.
+MAX_CROP_PIXELS = 50_000_000
 _TRANSPOSE = {
     2: (Image.Transpose.FLIP_LEFT_RIGHT,),
     3: (Image.Transpose.ROTATE_180,),
@@ -34,7 +40,7 @@ _TRANSPOSE = {
 class Decoded:
     """The pixels detection needs, and what the index keeps about the photo."""
 
-    pixels: np.ndarray  # RGB uint8, oriented, long side <= detect size
+    pixels: np.ndarray  # RGB uint8, oriented, at most detect_size² × 3/4 pixels (see detect_scale)
     scale: float  # full-resolution pixels per detection pixel
     width: int  # full resolution, as shown (oriented)
     height: int
@@ -89,15 +95,15 @@ def _open(path: Path) -> Image.Image:
         raise PhotoError("empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, our way
             im = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         import re
 
         m = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(m[1]):,} pixels" if m else "too many pixels"
         raise PhotoError(f"image too large to decode safely ({size}; the limit is "
-                         f"{Image.MAX_IMAGE_PIXELS:,})") from exc
+                         f"{_pixel_limit(_head(path)):,})") from exc
     except UnidentifiedImageError as exc:
         try:
             with open(path, "rb") as f:
@@ -108,7 +114,25 @@ def _open(path: Path) -> Image.Image:
         raise PhotoError(f"not an image (content is {kind})") from exc
     except OSError as exc:
         raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
+    pixels, limit = im.width * im.height, _pixel_limit(b"\xff\xd8\xff" if im.format == "JPEG" else b"")
+    if pixels > limit:
+        im.close()
+        raise PhotoError(f"image too large to decode safely ({pixels:,} pixels; the limit is {limit:,})")
     return im
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError:
+        return b""
+
+
+def _pixel_limit(head: bytes) -> int:
+    """Pillow's decompression-bomb limit; twice that for JPEGs, which are never decoded whole when large
+    (draft mode), so a 100-megapixel panorama is a photo, not an attack."""
+    return Image.MAX_IMAGE_PIXELS * (2 if head.startswith(b"\xff\xd8\xff") else 1)
 
 
 def _finish(im: Image.Image, orientation: int) -> Image.Image:
@@ -143,9 +167,17 @@ def _quiet(fn):
     return wrapper
 
 
+def detect_scale(width: int, height: int, detect_size: int) -> float:
+    """How much to shrink a photo for detection: to the pixel count of a 4:3 photo whose long side is
+    `detect_size`. A 4:3 photo gets exactly that long side; a panorama keeps the same pixel budget, so
+    its faces are not shrunk out of sight by its length."""
+    budget = detect_size * detect_size * 3 / 4
+    return min(1.0, (budget / (width * height)) ** 0.5, detect_size * 4 / max(width, height))
+
+
 @_quiet
 def decode(path: str | Path, detect_size: int = DEFAULT_DETECT_SIZE) -> Decoded:
-    """Decode `path` oriented, reduced so its long side is at most `detect_size`."""
+    """Decode `path` oriented, reduced to the pixel budget of a 4:3 photo `detect_size` long."""
     path = Path(path)
     im = _open(path)
     with im:
@@ -156,14 +188,13 @@ def decode(path: str | Path, detect_size: int = DEFAULT_DETECT_SIZE) -> Decoded:
             full_w, full_h = h0, w0
         else:
             full_w, full_h = w0, h0
-        long_side = max(w0, h0)
-        if long_side > detect_size and fmt == "JPEG":
-            f = detect_size / long_side
+        f = detect_scale(w0, h0, detect_size)
+        if f < 1 and fmt == "JPEG":
             im.draft("RGB", (max(1, int(w0 * f)), max(1, int(h0 * f))))
         _load(im, path)
         out = _finish(im, orientation)
-        if max(out.size) > detect_size:
-            f = detect_size / max(out.size)
+        f = detect_scale(out.width, out.height, detect_size)
+        if f < 1:
             out = out.resize((max(1, round(out.width * f)), max(1, round(out.height * f))), Image.BILINEAR,
                              reducing_gap=2.0)
         pixels = np.asarray(out, dtype=np.uint8)
@@ -188,3 +219,28 @@ def load_full(path: str | Path) -> np.ndarray:
         _load(im, path)
         return np.asarray(_finish(im, orientation), dtype=np.uint8)
 
+
+
+@_quiet
+def load_for_crops(path: str | Path, face_widths: list[int], *, face_px: int = CROP_FACE_PX,
+                   max_pixels: int = MAX_CROP_PIXELS) -> tuple[np.ndarray, float]:
+    """The photo as shown, decoded as small as its faces allow, and full-resolution pixels per pixel.
+
+    JPEGs are reduced by 1/2, 1/4 or 1/8 while the narrowest face (`face_widths`, full-resolution
+    pixels) stays `face_px` wide, and further while the copy would exceed `max_pixels`; other formats
+    are decoded whole."""
+    path = Path(path)
+    im = _open(path)
+    with im:
+        orientation, _ = _exif_facts(im)
+        w0, h0 = im.size
+        if im.format == "JPEG":
+            narrowest = min(face_widths, default=w0)
+            r = 1
+            while r < 8 and (narrowest / (2 * r) >= face_px or w0 * h0 / (r * r) > max_pixels):
+                r *= 2
+            if r > 1:
+                im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
+        _load(im, path)
+        factor = w0 / im.size[0]
+        return np.asarray(_finish(im, orientation), dtype=np.uint8), factor

@@ -243,7 +243,14 @@ class Index:
                 "SELECT path, path_bytes FROM photos WHERE (path = ? OR substr(path, 1, ?) = ?) AND status != 'missing'",
                 (root, len(prefix), prefix),
             ).fetchall()
-            gone += [r["path"] for r in rows if r["path"] not in seen_keys and not os.path.exists(self.fs_path(r))]
+            for r in rows:
+                if r["path"] in seen_keys:
+                    continue
+                path = self.fs_path(r)
+                if _gone(path):
+                    gone.append(r["path"])
+                elif os.path.isdir(path):  # a folder's failure record; the folder reads again now
+                    self.conn.execute("DELETE FROM photos WHERE path = ?", (r["path"],))
         for p in gone:
             if prune:
                 self.conn.execute("DELETE FROM photos WHERE path = ?", (p,))
@@ -363,3 +370,15 @@ def query(index: Index, filters: QueryFilters) -> list[dict[str, Any]]:
 
 
 __all__ += ["query"]
+
+
+def _gone(path: str | bytes) -> bool:
+    """True only when the path is not there. A photo behind a folder we may not enter (or a disk that
+    answers with an I/O error) is not missing: its row must survive a --prune run."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False

@@ -21,18 +21,33 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import __version__, faces
-from .decode import DEFAULT_DETECT_SIZE, decode, load_full
+from .decode import DEFAULT_DETECT_SIZE, decode, load_for_crops
 from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
 from .index import Index, pack_distribution, unpack_distribution
 from .model import AgeModel
-from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer, content_hash
+from .tags import KEYWORD_PREFIX, WRITABLE_FORMATS, NullWriter, TagRecord, Writer, content_hash
 from .walk import StaleTemp, WalkError, walk
 
 __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
 
 
 UNTAGGED = "removed by untag"
+# Failures that say nothing about the file's content (permissions, a flaky disk): tried again next run
+# even when size and mtime are unchanged, since chmod and remounts leave both as they were.
+RETRIED = ("cannot read", "cannot read folder")
+
+
+def write_target(path: str, real_roots: list[str]) -> Path:
+    """The file to rewrite for `path`: its real location, which must lie under a root the user gave.
+
+    A link is never replaced by a tagged copy of what it points to: the file behind it is written,
+    and only when it is inside the folders given (`--follow-symlinks` may lead anywhere)."""
+    real = os.path.realpath(path)
+    for root in real_roots:
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return Path(real)
+    raise TagWriteError("outside the folders given (reached through a symlink), tags not written")
 
 
 class Interrupted(BaseException):
@@ -123,11 +138,13 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face:
         full_boxes: list[faces.Box] = []
         chips = []
         if boxes:
-            full = load_full(path) if d.scale > 1.0001 else d.pixels
-            for b in boxes:
-                fb = b.scaled(d.scale, full.shape[1], full.shape[0])
-                crop = faces.align_and_crop(full, fb)
-                full_boxes.append(fb)
+            full_boxes = [b.scaled(d.scale, d.width, d.height) for b in boxes]
+            if d.scale > 1.0001:  # cut the faces from a copy only as large as they need
+                image, factor = load_for_crops(path, [b.width for b in full_boxes])
+            else:
+                image, factor = d.pixels, 1.0
+            for fb in full_boxes:
+                crop = faces.align_and_crop(image, fb.scaled(1 / factor, image.shape[1], image.shape[0]))
                 chips.append(crop.chip)
         return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips))
     except PhotoError as exc:
@@ -179,6 +196,7 @@ class _Scan:
                  on_failure: Callable[[str, str], None], progress: Any) -> None:
         self.roots = [os.path.abspath(r) for r in roots]
         self.index, self.model, self.writer, self.opt = index, model, writer, options
+        self.real_roots = [os.path.realpath(r) for r in roots]
         self.scheme = get_scheme(options.scheme)
         self.on_failure, self.progress = on_failure, progress
         self.summary = ScanSummary()
@@ -213,6 +231,8 @@ class _Scan:
         row = self.index.photo(path)
         if row is not None and not self.opt.force and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
             if row["status"] == "failed":
+                if str(row["error"] or "").startswith(RETRIED):
+                    return "analyse"
                 self.summary.known_failures += 1
                 return "skip"
             tags = str(row["tags"] or "")
@@ -290,13 +310,23 @@ class _Scan:
             self.finish(a, dist, female)
             self.progress.update(1)
 
+    def remove_old(self, a: Analysis) -> bool:
+        if a.format not in WRITABLE_FORMATS:
+            return False
+        try:
+            target = write_target(a.path, self.real_roots)
+        except TagWriteError:
+            return False  # outside the roots: we wrote nothing there, and write nothing now
+        return self.writer.remove(target, a.format)
+
     def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
         ests = [estimate(p, self.scheme) for p in dist]
         try:
             if a.boxes:
-                tags = self.writer.write(Path(a.path), a.format, _record(self.model, self.scheme, a.boxes, ests))
+                target = write_target(a.path, self.real_roots)
+                tags = self.writer.write(target, a.format, _record(self.model, self.scheme, a.boxes, ests))
             else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
-                tags = "no faces" + (" (old tags removed)" if self.writer.remove(Path(a.path), a.format) else "")
+                tags = "no faces" + (" (old tags removed)" if self.remove_old(a) else "")
         except TagWriteError as exc:
             tags = f"failed: {exc}"
             self.summary.failures.append((a.path, str(exc)))
@@ -354,7 +384,9 @@ class _Scan:
                 continue
             self.summary.files_seen += isinstance(item, Path)
             if isinstance(item, WalkError):
-                self.fail(os.path.abspath(item.path), item.reason)
+                path = os.path.abspath(item.path)
+                self.seen.add(path)  # its row (a failure record) is not 'missing'
+                self.fail(path, item.reason)
                 continue
             path = os.path.abspath(item)
             if path in seen:
@@ -465,12 +497,13 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
     With an index, each untagged photo's row says so and records the file as it now is, so the next
     scan leaves it alone (`scan --force` tags it again).
     """
-    from .tags import WRITABLE_FORMATS
     from .walk import sniff
 
     summary = UntagSummary()
     report = on_failure or (lambda p, r: None)
-    for item in walk([os.path.abspath(r) for r in roots], exclude=exclude, follow_symlinks=follow_symlinks):
+    roots = [os.path.abspath(r) for r in roots]
+    real_roots = [os.path.realpath(r) for r in roots]
+    for item in walk(roots, exclude=exclude, follow_symlinks=follow_symlinks):
         if isinstance(item, StaleTemp):
             summary.stale_removed += writer.discard_stale(item.path, item.pid)
             continue
@@ -483,7 +516,7 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
         try:
             with open(path, "rb") as f:
                 fmt = sniff(f.read(16))
-            if fmt not in WRITABLE_FORMATS or not writer.remove(Path(path), fmt):
+            if fmt not in WRITABLE_FORMATS or not writer.remove(write_target(path, real_roots), fmt):
                 continue  # remove() treats unreadable EXIF as holding nothing of ours
         except (TagWriteError, OSError) as exc:
             reason = str(exc) if isinstance(exc, TagWriteError) else f"cannot read: {exc.strerror or exc}"

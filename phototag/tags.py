@@ -317,6 +317,9 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_replace(path: Path, data: bytes, verify: Any = None) -> None:
     """Replace `path` with `data`: staged beside it, verified, fsynced, same mode and mtime, os.replace."""
     st = path.stat()
+    if st.st_nlink > 1:  # os.replace would leave the other names holding the old file
+        raise TagWriteError(f"hard-linked file ({st.st_nlink} names), tags not written: "
+                            "replacing it would split the links")
     tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

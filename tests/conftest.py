@@ -129,3 +129,26 @@ def pytest_sessionfinish(session, exitstatus):
         out = ROOT / "reports" / "reliability.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(sorted(_RELIABILITY, key=lambda r: r["fault"]), indent=1) + "\n")
+
+
+def unprivileged():
+    """A preexec_fn under which file permissions bind, as they do for a user's cron job.
+
+    Root reads everything through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, and CI runs as root; the
+    child drops both from its bounding set before exec, so it runs as uid 0 without them. A non-root
+    user needs nothing dropped."""
+    if os.geteuid() != 0:
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+
+    def drop() -> None:
+        for cap in (cap_dac_override, cap_dac_read_search):
+            if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+    probe = subprocess.run(["true"], preexec_fn=drop, capture_output=True)  # raises if it cannot drop
+    assert probe.returncode == 0
+    return drop

@@ -23,12 +23,31 @@ def test_orientation_is_applied_and_dimensions_are_as_shown(tmp_path):
 
 def test_large_jpeg_is_decoded_reduced_to_detection_size(tmp_path):
     rng = np.random.default_rng(0)
-    px = rng.integers(0, 255, (1500, 4000, 3), dtype=np.uint8)
-    p = save_jpeg(tmp_path / "big.jpg", px)
+    p = save_jpeg(tmp_path / "big.jpg", rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
     d = decode(p, detect_size=1000)
-    assert d.pixels.shape == (375, 1000, 3)
+    assert d.pixels.shape == (750, 1000, 3)  # a 4:3 photo: exactly detect_size long
     assert d.scale == pytest.approx(4.0)
-    assert (d.width, d.height) == (4000, 1500)
+    assert (d.width, d.height) == (4000, 3000)
+
+
+def test_a_wide_photo_keeps_the_pixel_budget_not_the_long_side(tmp_path):
+    rng = np.random.default_rng(0)
+    p = save_jpeg(tmp_path / "wide.jpg", rng.integers(0, 255, (1500, 6000, 3), dtype=np.uint8))
+    d = decode(p, detect_size=1000)
+    h, w = d.pixels.shape[:2]
+    assert 1000 * 750 * 0.98 < h * w <= 1000 * 750 and w == pytest.approx(4 * h, abs=2)
+    assert d.scale == pytest.approx(6000 / w)
+
+
+def test_faces_are_cut_from_a_copy_only_as_large_as_they_need(tmp_path):
+    from phototag.decode import load_for_crops
+
+    rng = np.random.default_rng(0)
+    p = save_jpeg(tmp_path / "big.jpg", rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
+    assert load_for_crops(p, [1000])[0].shape == (750, 1000, 3)  # 1000 px face: 1/4 keeps it 250 wide
+    assert load_for_crops(p, [1000, 300])[1] == 1.0  # the narrowest face decides
+    px, factor = load_for_crops(p, [100], max_pixels=4_000_000)  # a pixel budget forces 1/2 regardless
+    assert px.shape == (1500, 2000, 3) and factor == 2.0
 
 
 def test_png_grey_and_cmyk_become_rgb(tmp_path, astronaut):

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from phototag.cli import app
 from phototag.index import Index
 
-from .conftest import exif_bytes, group_photo, save_jpeg
+from .conftest import exif_bytes, exiftool, group_photo, save_jpeg
 
 runner = CliRunner()
 
@@ -244,3 +244,86 @@ def test_query_and_stats_work_while_a_scan_writes(tmp_path, astronaut, reliabili
     assert len(run("query", "--db", db, "--format", "paths").stdout.splitlines()) == 16
     assert reads >= 3
     reliability("query and stats while a scan writes", reads, "always answered, saw only committed photos")
+
+
+def _peak_rss_of_scan(lib: Path, db: Path) -> tuple[int, subprocess.CompletedProcess]:
+    """Peak resident memory (bytes) of a real `phototag scan` process, read by the child itself."""
+    code = ("import resource, sys\n"
+            "from phototag.cli import app\n"
+            "try:\n    app(sys.argv[1:])\n"
+            "except SystemExit as e:\n    code = e.code\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+            "sys.exit(code)\n")
+    r = subprocess.run([sys.executable, "-c", code, "scan", str(lib), "--db", str(db), "--workers", "1", "-q"],
+                       capture_output=True, text=True, timeout=600)
+    peak = [ln for ln in r.stderr.splitlines() if ln.startswith("PEAK ")]
+    assert peak, r.stderr
+    return int(peak[-1].split()[1]) * 1024, r
+
+
+def test_a_100_megapixel_panorama_works_with_memory_bounded(tmp_path, astronaut, reliability):
+    """20000 x 5000 pixels: above Pillow's bomb warning, but a JPEG is never decoded whole here."""
+    head = Image.fromarray(astronaut[20:260, 120:330]).resize((630, 720), Image.LANCZOS)
+    pano = Image.new("RGB", (20000, 5000), (118, 130, 150))
+    pano.paste(head, (9000, 2000))
+    lib = tmp_path / "pano"
+    lib.mkdir()
+    pano.save(lib / "panorama.jpg", quality=85, exif=exif_bytes())
+    del pano
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(group_photo(astronaut, n=1, size=(4000, 3000))).save(small / "photo.jpg", quality=85,
+                                                                        exif=exif_bytes())
+    base, r = _peak_rss_of_scan(small, tmp_path / "s.db")
+    assert r.returncode == 0, r.stderr
+    peak, r = _peak_rss_of_scan(lib, tmp_path / "p.db")
+    assert r.returncode == 0, r.stderr
+    with Index(tmp_path / "p.db") as ix:
+        row = ix.photo(str(lib / "panorama.jpg"))
+        face = ix.faces_of(str(lib / "panorama.jpg"))[0]
+    assert (row["status"], row["width"], row["height"], row["face_count"]) == ("ok", 20000, 5000, 1)
+    assert 9000 < face["left"] < face["right"] < 9630 and 2000 < face["top"] < face["bottom"] < 2720
+    one_copy = 20000 * 5000 * 3  # a single full-resolution RGB decode: 300 MB
+    grown = peak - base
+    assert grown < one_copy * 0.6, f"the panorama scan peaked {grown / 1e6:.0f} MB above a 12 MP photo's"
+    reliability("a 100-megapixel panorama (20000 x 5000 JPEG)", 1,
+                f"tagged, 1 face; scan peak {peak / 1e6:.0f} MB against {base / 1e6:.0f} MB for a 12 MP "
+                f"photo (one full decode alone would add {one_copy / 1e6:.0f} MB)")
+
+
+def test_only_files_under_the_roots_are_written(tmp_path, astronaut, reliability):
+    """Links may lead out of the folders given; a scan follows them to read, never to write."""
+    from .conftest import tree_digest
+
+    outside, root, dbdir = tmp_path / "outside", tmp_path / "root", tmp_path / "db"
+    for d in (outside / "other", root, dbdir):
+        d.mkdir(parents=True)
+    save_jpeg(outside / "real.jpg", astronaut, exif_bytes())
+    save_jpeg(outside / "other" / "far.jpg", astronaut, exif_bytes())
+    save_jpeg(outside / "twin.jpg", astronaut, exif_bytes())
+    os.link(outside / "twin.jpg", root / "hard.jpg")  # one file, a name inside and a name outside
+    save_jpeg(root / "own.jpg", astronaut, exif_bytes())
+    save_jpeg(root / "sub" / "target.jpg", astronaut, exif_bytes())
+    (root / "to-file.jpg").symlink_to(outside / "real.jpg")
+    (root / "to-folder").symlink_to(outside / "other")
+    (root / "inner.jpg").symlink_to(root / "sub" / "target.jpg")
+    before = tree_digest(tmp_path)
+    r = run("scan", root, "--db", dbdir / "i.db", "--workers", "1", "--follow-symlinks")
+    assert r.exit_code == 1, r.output
+    assert sorted(r.stderr.splitlines()) == sorted([
+        f"phototag: {root / 'hard.jpg'}: hard-linked file (2 names), tags not written: replacing it would split the links",
+        f"phototag: {root / 'to-file.jpg'}: outside the folders given (reached through a symlink), tags not written",
+        f"phototag: {root / 'to-folder' / 'far.jpg'}: outside the folders given (reached through a symlink), "
+        "tags not written",
+    ])
+    after = tree_digest(tmp_path)
+    changed = {k for k in before.keys() & after.keys() if before[k] != after[k]}
+    created = {k for k in after.keys() - before.keys()}
+    assert changed == {"root/own.jpg", "root/sub/target.jpg"}, changed  # inner.jpg wrote its target
+    assert created <= {"db/i.db", "db/i.db-wal", "db/i.db-shm", "db/i.db.lock"}, created
+    for link in ("to-file.jpg", "to-folder", "inner.jpg"):
+        assert (root / link).is_symlink()  # a link is never replaced by a copy
+    assert os.stat(root / "hard.jpg").st_nlink == 2
+    assert exiftool("-XPKeywords", "-s3", str(root / "inner.jpg")).startswith("Age group: ")
+    reliability("links and hard links leading out of the folders given", 3,
+                "read and indexed; only files under the roots written; links kept; reported")
