@@ -35,7 +35,7 @@ __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Inter
 UNTAGGED = "removed by untag"
 # Failures that say nothing about the file's content (permissions, a flaky disk): tried again next run
 # even when size and mtime are unchanged, since chmod and remounts leave both as they were.
-RETRIED = ("cannot read", "cannot read folder")
+RETRIED = ("cannot read", "changed while it was being scanned")
 
 
 def write_target(path: str, real_roots: list[str]) -> Path:
@@ -125,12 +125,18 @@ class Analysis:
     boxes: list[faces.Box] = field(default_factory=list)
     descriptors: np.ndarray | None = None
     error: str | None = None
+    seen: tuple[int, int] | None = None  # (size, mtime_ns) when the worker opened it
 
 
 def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face: int,
             min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True) -> Analysis:
     """Decode, detect, align and describe every face of one photo (runs in a worker)."""
     try:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
+        seen = (st.st_size, st.st_mtime_ns)
         d = decode(path, detect_size)
         boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
                              min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score,
@@ -146,13 +152,21 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int, min_face:
             for fb in full_boxes:
                 crop = faces.align_and_crop(image, fb.scaled(1 / factor, image.shape[1], image.shape[0]))
                 chips.append(crop.chip)
-        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips))
+        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), seen=seen)
     except PhotoError as exc:
         return Analysis(path, error=str(exc))
     except MemoryError:
         return Analysis(path, error="out of memory while decoding")
     except Exception as exc:  # noqa: BLE001 - one bad photo never stops a scan
         return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _stat_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _warm_worker() -> None:
@@ -277,7 +291,7 @@ class _Scan:
                 else np.zeros((0, 101), np.float32))
         female = (np.array([f["female_prob"] for f in face_rows], dtype=np.float32)
                   if face_rows and all(f["female_prob"] is not None for f in face_rows) else None)
-        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)
+        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)  # seen: triage's
         self.summary.regrouped += 1
         self.finish(a, dist, female)
 
@@ -320,6 +334,10 @@ class _Scan:
         return self.writer.remove(target, a.format)
 
     def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
+        if a.seen is not None and _stat_key(a.path) != a.seen:
+            # Replaced or edited after the worker read it: these faces belong to the old file.
+            self.fail(a.path, "changed while it was being scanned; left as it is (scanned again next run)")
+            return
         ests = [estimate(p, self.scheme) for p in dist]
         try:
             if a.boxes:

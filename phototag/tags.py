@@ -314,9 +314,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_replace(path: Path, data: bytes, verify: Any = None) -> None:
-    """Replace `path` with `data`: staged beside it, verified, fsynced, same mode and mtime, os.replace."""
+def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_result | None = None) -> None:
+    """Replace `path` with `data`: staged beside it, verified, fsynced, same mode and mtime, os.replace.
+
+    `expect`: the file's stat when `data` was derived from it; if the file has changed since, nothing
+    is written (we would overwrite someone else's newer file with a tagged copy of the old one)."""
     st = path.stat()
+    if expect is not None and _identity(st) != _identity(expect):
+        raise TagWriteError("the photo changed while it was being tagged; it is untouched")
     if st.st_nlink > 1:  # os.replace would leave the other names holding the old file
         raise TagWriteError(f"hard-linked file ({st.st_nlink} names), tags not written: "
                             "replacing it would split the links")
@@ -342,8 +347,7 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None) -> None:
         except OSError:
             pass
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        now = path.stat()
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+        if _identity(path.stat()) != _identity(st):
             raise TagWriteError("the photo changed while it was being tagged; it is untouched")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -353,6 +357,10 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None) -> None:
         except OSError:
             pass
         raise
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
 
 
 def _read_only(path: Path) -> bool:
@@ -410,6 +418,7 @@ class ExifWriter:
         if fmt not in WRITABLE_FORMATS:
             return f"not written ({fmt} cannot hold EXIF tags)"
         try:
+            st = path.stat()
             data = path.read_bytes()
         except OSError as exc:
             raise TagWriteError(f"cannot read: {exc.strerror or exc}") from exc
@@ -426,7 +435,7 @@ class ExifWriter:
             if record is not None and not set(record.keywords) <= set(kw):
                 raise TagWriteError("staged copy lost our keywords; the photo is untouched")
 
-        atomic_replace(path, new, verify)
+        atomic_replace(path, new, verify, expect=st)
         return note
 
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:

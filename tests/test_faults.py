@@ -162,6 +162,40 @@ def test_a_file_deleted_between_listing_and_reading(tmp_path, astronaut, monkeyp
     reliability("a file deleted between listing and reading", 1, "reported, run carried on")
 
 
+def test_a_file_replaced_between_reading_and_writing_is_left_as_it_is(tmp_path, astronaut, monkeypatch,
+                                                                     reliability):
+    """Another program saves a new version while the faces of the old one are being found: the new
+    file is never overwritten with a tagged copy of the old one, and the next run scans it."""
+    import phototag.pipeline as pipeline
+
+    lib = tmp_path / "lib"
+    photo = save_jpeg(lib / "a.jpg", astronaut, exif_bytes())
+    real = pipeline.analyse
+    newer = None
+
+    def analyse_then_replace(path, *args):
+        nonlocal newer
+        result = real(path, *args)
+        replacement = lib / ".replacement.jpg"
+        save_jpeg(replacement, astronaut[:, ::-1].copy(), exif_bytes(make=b"Edited"))
+        os.replace(replacement, path)  # as an editor saves: a new file under the old name
+        newer = Path(path).read_bytes()
+        return result
+
+    monkeypatch.setattr(pipeline, "analyse", analyse_then_replace)
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 1
+    assert r.stderr == (f"phototag: {photo}: changed while it was being scanned; left as it is "
+                        "(scanned again next run)\n")
+    assert photo.read_bytes() == newer
+    monkeypatch.setattr(pipeline, "analyse", real)
+    r = run("scan", lib, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 0 and "1 tagged" in r.stdout, r.output
+    assert exiftool("-Make", "-s3", str(photo)).strip() == "Edited"
+    reliability("a file replaced between reading and writing", 1,
+                "the new file left untouched, reported, scanned on the next run")
+
+
 def test_forty_faces_in_one_photo(tmp_path, astronaut, reliability):
     head = astronaut[20:260, 120:330]
     canvas = np.full((5 * 300, 8 * 260, 3), 110, np.uint8)
