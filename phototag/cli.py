@@ -70,9 +70,25 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Print the version and exit.")) -> None:
+def main(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    config: Optional[Path] = typer.Option(None, "--config", show_default=False,
+                                          help="Settings file (TOML; a table per command, e.g. [scan] "
+                                               "sidecar = true). Default: $PHOTOTAG_CONFIG, else "
+                                               "config.toml in the user config folder, if it exists."),
+) -> None:
     """phototag."""
+    from .config import config_path, load_config
+
+    group = ctx.command
+    commands = {name: {p.name for p in cmd.params if p.name}
+                for name, cmd in getattr(group, "commands", {}).items()}
+    try:
+        ctx.default_map = load_config(config_path(config), commands)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -98,7 +114,11 @@ def scan(
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
     follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
     force: bool = typer.Option(False, help="Redo every photo, even unchanged ones."),
-    no_exif: bool = typer.Option(False, "--no-exif", help="Index only: never write tags into photos."),
+    no_exif: bool = typer.Option(False, "--no-exif", help="Never write tags into photos (index, and sidecars with --sidecar)."),
+    sidecar: bool = typer.Option(False, help="Also write XMP sidecars (keywords and face regions); the only "
+                                               "tags PNG and HEIC photos get."),
+    sidecar_style: str = typer.Option("append", help="Sidecar names: append (IMG_0042.jpg.xmp: darktable, "
+                                                      "digiKam) or replace (IMG_0042.xmp: Lightroom)."),
     dry_run: bool = typer.Option(False, help="Write nothing at all: no photo, no index."),
     prune: bool = typer.Option(False, help="Delete index rows of photos that have disappeared (default: mark missing)."),
     wait: float = typer.Option(0.0, min=0, help="Seconds to wait for another scan of the same index to finish."),
@@ -108,7 +128,6 @@ def scan(
     from .index import Index
     from .model import load_model
     from .pipeline import ScanOptions, scan as run_scan
-    from .tags import ExifWriter, NullWriter
 
     try:
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
@@ -119,7 +138,7 @@ def scan(
 
         get_scheme(scheme)
         age_model = load_model(model)
-        writer = NullWriter("dry run") if dry_run else NullWriter("--no-exif", tidy=True) if no_exif else ExifWriter()
+        writer = _writer(dry_run=dry_run, exif=not no_exif, sidecar=sidecar, sidecar_style=sidecar_style)
         index = Index(_db(db), in_memory=dry_run)
     except PhototagError as exc:
         raise _fatal(exc) from None
@@ -145,6 +164,21 @@ def scan(
     _finish(summary, dry_run=dry_run, quiet=quiet)
 
 
+def _writer(*, dry_run: bool, exif: bool, sidecar: bool, sidecar_style: str):
+    """The writer the options ask for: nothing (dry run), EXIF, sidecars, or both."""
+    from .sidecar import STYLES, SidecarWriter
+    from .tags import ExifWriter, MultiWriter, NullWriter
+
+    if sidecar_style not in STYLES:
+        raise PhototagError(f"unknown sidecar style {sidecar_style!r}: use append or replace")
+    if dry_run:
+        return NullWriter("dry run")
+    writers = ([ExifWriter()] if exif else []) + ([SidecarWriter(sidecar_style)] if sidecar else [])
+    if not writers:
+        return NullWriter("--no-exif", tidy=True)
+    return writers[0] if len(writers) == 1 else MultiWriter(*writers)
+
+
 @app.command(epilog=EXIT_CODES)
 def untag(
     paths: List[Path] = typer.Argument(..., help="Photos and folders to untag (folders recursively)."),
@@ -156,10 +190,12 @@ def untag(
     dry_run: bool = typer.Option(False, help="Write nothing at all."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
-    """Remove exactly what phototag wrote into photos: its keywords and its UserComment record."""
+    """Remove exactly what phototag wrote: its keywords and UserComment record in the photos, and its
+    entries in their XMP sidecars (a sidecar left with nothing else in it is deleted)."""
     from .index import Index
     from .pipeline import untag as run_untag
-    from .tags import ExifWriter, NullWriter
+    from .sidecar import STYLES, SidecarWriter
+    from .tags import ExifWriter, MultiWriter, NullWriter
 
     db_path = _db(db)
     try:
@@ -169,7 +205,8 @@ def untag(
     except PhototagError as exc:
         raise _fatal(exc) from None
     try:
-        summary = run_untag(paths, NullWriter("dry run") if dry_run else ExifWriter(), index=index,
+        writer = NullWriter("dry run") if dry_run else MultiWriter(ExifWriter(), *(SidecarWriter(s) for s in STYLES))
+        summary = run_untag(paths, writer, index=index,
                             exclude=exclude, follow_symlinks=follow_symlinks, on_failure=_report_failure)
     finally:
         if index is not None:

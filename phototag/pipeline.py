@@ -26,7 +26,7 @@ from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
 from .index import Index, pack_distribution, unpack_distribution
 from .model import AgeModel
-from .tags import KEYWORD_PREFIX, WRITABLE_FORMATS, NullWriter, TagRecord, Writer, content_hash
+from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer, content_hash
 from .walk import StaleTemp, WalkError, walk
 
 __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
@@ -196,13 +196,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list) -> TagRecord:
+def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list,
+            size: tuple[int, int] | None = None) -> TagRecord:
     """What goes into the photo: one keyword per group present (in the scheme's order), every face."""
     groups = [g for g in scheme.names if any(e.group == g for e in ests)]
     face_list = [{"box": b.as_list(), "age": round(e.age, 1), "interval": [e.low, e.high], "group": e.group,
                   "p": round(e.group_prob, 2)} for b, e in zip(boxes, ests)]
     return TagRecord(model=model.model_id, scheme=scheme.name, keywords=[KEYWORD_PREFIX + g for g in groups],
-                     faces=face_list)
+                     faces=face_list, size=size)
 
 
 class _Scan:
@@ -325,8 +326,6 @@ class _Scan:
             self.progress.update(1)
 
     def remove_old(self, a: Analysis) -> bool:
-        if a.format not in WRITABLE_FORMATS:
-            return False
         try:
             target = write_target(a.path, self.real_roots)
         except TagWriteError:
@@ -342,7 +341,8 @@ class _Scan:
         try:
             if a.boxes:
                 target = write_target(a.path, self.real_roots)
-                tags = self.writer.write(target, a.format, _record(self.model, self.scheme, a.boxes, ests))
+                record = _record(self.model, self.scheme, a.boxes, ests, (a.width, a.height))
+                tags = self.writer.write(target, a.format, record)
             else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
                 tags = "no faces" + (" (old tags removed)" if self.remove_old(a) else "")
         except TagWriteError as exc:
@@ -534,7 +534,7 @@ def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = 
         try:
             with open(path, "rb") as f:
                 fmt = sniff(f.read(16))
-            if fmt not in WRITABLE_FORMATS or not writer.remove(write_target(path, real_roots), fmt):
+            if fmt is None or not writer.remove(write_target(path, real_roots), fmt):
                 continue  # remove() treats unreadable EXIF as holding nothing of ours
         except (TagWriteError, OSError) as exc:
             reason = str(exc) if isinstance(exc, TagWriteError) else f"cannot read: {exc.strerror or exc}"

@@ -24,7 +24,7 @@ from .errors import PhotoError, TagWriteError
 
 __all__ = [
     "TagRecord", "ExifWriter", "NullWriter", "read_tags", "encode_xp", "decode_xp", "merge_keywords",
-    "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS",
+    "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS", "MultiWriter", "atomic_write",
 ]
 
 RECORD_VERSION = 1
@@ -93,6 +93,7 @@ class TagRecord:
     keywords: list[str]
     faces: list[dict[str, Any]] = field(default_factory=list)
     version: int = RECORD_VERSION
+    size: tuple[int, int] | None = None  # the photo as shown (for sidecar face regions); not stored
 
     def to_comment(self) -> bytes:
         payload = {"phototag": self.version, "model": self.model, "scheme": self.scheme,
@@ -278,6 +279,87 @@ class NullWriter:
 
     def discard_stale(self, path: Path, pid: int) -> bool:
         return self.tidy and discard_stale(path, pid)
+
+
+class MultiWriter:
+    """EXIF and sidecar together: each is tried, so a photo that cannot take EXIF (a PNG, a read-only
+    file) still gets its sidecar; any failure is raised after the others have had their turn."""
+
+    def __init__(self, *writers: Writer) -> None:
+        self.writers = writers
+
+    def write(self, path: Path, fmt: str, record: TagRecord) -> str:
+        notes, errors = [], []
+        for w in self.writers:
+            try:
+                notes.append(w.write(path, fmt, record))
+            except TagWriteError as exc:
+                errors.append(str(exc))
+        sidecar_done = any(n.startswith("sidecar") for n in notes)
+        # "not written (PNG cannot hold EXIF tags)" says nothing useful once the sidecar holds the tags
+        notes = [n for n in notes if not (sidecar_done and n.startswith("not written (") and "cannot hold" in n)]
+        if errors:
+            done = [n for n in notes if n.startswith(("written", "sidecar written"))]
+            raise TagWriteError(errors[0] + (f" ({'; '.join(done)})" if done else ""))
+        if all(n in ("unchanged", "sidecar unchanged") for n in notes):
+            return "unchanged"
+        return "; ".join(notes)
+
+    def remove(self, path: Path, fmt: str) -> bool:
+        changed = False
+        for w in self.writers:
+            changed = w.remove(path, fmt) or changed
+        return changed
+
+    def discard_stale(self, path: Path, pid: int) -> bool:
+        return discard_stale(path, pid)
+
+
+def atomic_write(path: Path, data: bytes | None) -> None:
+    """Create, replace or (data None) delete a small file such as a sidecar, atomically.
+
+    Unlike `atomic_replace` (photos) the file gets a new modification time: that is how darktable and
+    digiKam notice a sidecar changed."""
+    if data is None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise TagWriteError(f"cannot remove its sidecar {path.name}: {exc.strerror or exc}") from exc
+        _fsync_dir(path.parent)
+        return
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    except OSError as exc:
+        raise TagWriteError(f"cannot read its sidecar {path.name}: {exc.strerror or exc}") from exc
+    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise TagWriteError(f"cannot write its sidecar {path.name} ({exc.strerror or exc})") from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise TagWriteError(f"{reason} while writing its sidecar {path.name}; nothing changed") from exc
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _pid_alive(pid: int) -> bool:

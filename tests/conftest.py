@@ -152,3 +152,9 @@ def unprivileged():
     probe = subprocess.run(["true"], preexec_fn=drop, capture_output=True)  # raises if it cannot drop
     assert probe.returncode == 0
     return drop
+
+
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch):
+    """A developer's own ~/.config/phototag/config.toml must not change what the tests see."""
+    monkeypatch.setenv("PHOTOTAG_CONFIG", os.devnull)
