@@ -214,26 +214,43 @@ def untag(
     _finish(summary, dry_run=dry_run, quiet=quiet)
 
 
+# The filters `query`, `export` and `contact-sheet` share.
+GroupOption = typer.Option([], "--group", help="Age group (repeatable): faces in any of these groups.")
+MinAgeOption = typer.Option(None, "--min-age", help="Faces estimated at least this old.")
+MaxAgeOption = typer.Option(None, "--max-age", help="Faces estimated at most this old.")
+SinceOption = typer.Option(None, "--since", help="Photos taken on or after this date (YYYY-MM-DD).")
+UntilOption = typer.Option(None, "--until", help="Photos taken on or before this date (YYYY-MM-DD).")
+PathOption = typer.Option(None, "--path", help="Photo paths matching this glob (e.g. '*/2019/*').")
+MinFacesOption = typer.Option(None, "--min-faces", help="Photos with at least this many faces.")
+SchemeFilterOption = typer.Option(None, "--scheme", help="Regroup under this scheme (no model needed).")
+
+
+def _filters(group, min_age, max_age, since, until, path, min_faces, scheme):
+    from .index import QueryFilters
+
+    return QueryFilters(groups=tuple(group), min_age=min_age, max_age=max_age, since=since, until=until,
+                        path_glob=path, min_faces=min_faces, scheme=scheme)
+
+
 @app.command(epilog=EXIT_CODES)
 def query(
     db: Optional[Path] = DbOption,
-    group: List[str] = typer.Option([], help="Age group (repeatable): faces in any of these groups."),
-    min_age: Optional[float] = typer.Option(None, help="Faces estimated at least this old."),
-    max_age: Optional[float] = typer.Option(None, help="Faces estimated at most this old."),
-    since: Optional[str] = typer.Option(None, help="Photos taken on or after this date (YYYY-MM-DD)."),
-    until: Optional[str] = typer.Option(None, help="Photos taken on or before this date (YYYY-MM-DD)."),
-    path: Optional[str] = typer.Option(None, help="Photo paths matching this glob (e.g. '*/2019/*')."),
-    min_faces: Optional[int] = typer.Option(None, help="Photos with at least this many faces."),
-    scheme: Optional[str] = typer.Option(None, help="Regroup under this scheme (no model needed)."),
+    group: List[str] = GroupOption,
+    min_age: Optional[float] = MinAgeOption,
+    max_age: Optional[float] = MaxAgeOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    path: Optional[str] = PathOption,
+    min_faces: Optional[int] = MinFacesOption,
+    scheme: Optional[str] = SchemeFilterOption,
     format: str = typer.Option("table", "--format", "-f", help="Output: table, csv, json or paths."),
 ) -> None:
     """List the faces (or, with --format paths, the photos) that match every filter."""
-    from .index import Index, QueryFilters, query as run_query
+    from .index import Index, query as run_query
 
     if format not in ("table", "csv", "json", "paths"):
         raise _fatal(PhototagError(f"unknown format {format!r}: use table, csv, json or paths"))
-    filters = QueryFilters(groups=tuple(group), min_age=min_age, max_age=max_age, since=since, until=until,
-                           path_glob=path, min_faces=min_faces, scheme=scheme)
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
     try:
         with Index(_db(db), create=False) as index:
             rows = run_query(index, filters)
@@ -261,6 +278,79 @@ def query(
         typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
         for t in table:
             typer.echo("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+
+
+@app.command(epilog=EXIT_CODES)
+def export(
+    db: Optional[Path] = DbOption,
+    group: List[str] = GroupOption,
+    min_age: Optional[float] = MinAgeOption,
+    max_age: Optional[float] = MaxAgeOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    path: Optional[str] = PathOption,
+    min_faces: Optional[int] = MinFacesOption,
+    scheme: Optional[str] = SchemeFilterOption,
+    format: str = typer.Option("jsonl", "--format", "-f", help="csv (a row per face), json or jsonl (an "
+                                                               "object per photo, its faces inside)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (replaced "
+                                          "atomically) instead of standard output.", show_default=False),
+) -> None:
+    """Every column of the matching photos and their faces, as CSV, JSON or JSON lines.
+
+    Takes the same filters as query. Without an age or group filter every photo is exported, failed
+    and missing ones included; with one, only photos with a matching face."""
+    from .export import FORMATS, write_export
+    from .index import Index, export as run_export
+
+    if format not in FORMATS:
+        raise _fatal(PhototagError(f"unknown format {format!r}: use {', '.join(FORMATS)}"))
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
+    try:
+        with Index(_db(db), create=False) as index:
+            n = write_export(run_export(index, filters), format, output)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    if output is not None:
+        typer.echo(f"{n} photos written to {printable(str(output))}", err=True)
+
+
+@app.command("contact-sheet", epilog=EXIT_CODES)
+def contact_sheet(
+    out: Path = typer.Option(..., "--out", "-o", help="The sheet to write (.jpg or .png)."),
+    db: Optional[Path] = DbOption,
+    group: List[str] = GroupOption,
+    min_age: Optional[float] = MinAgeOption,
+    max_age: Optional[float] = MaxAgeOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    path: Optional[str] = PathOption,
+    min_faces: Optional[int] = MinFacesOption,
+    scheme: Optional[str] = SchemeFilterOption,
+    size: int = typer.Option(160, min=32, max=1024, help="Thumbnail side in pixels."),
+    columns: int = typer.Option(8, min=1, max=100, help="Thumbnails per row."),
+    limit: int = typer.Option(500, min=1, help="At most this many faces (the first by date)."),
+) -> None:
+    """Lay out the matching faces as a grid of thumbnails, each with its age and date, framed in its
+    group's colour. Takes the same filters as query."""
+    from .groups import get_scheme
+    from .index import Index, query as run_query
+    from .sheet import SheetOptions, contact_sheet as draw_sheet
+
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
+    try:
+        with Index(_db(db), create=False) as index:
+            faces = run_query(index, filters)
+            names = get_scheme(scheme or (faces[0]["scheme"] if faces else None)).names
+        lookup = {n.lower(): n for n in names}
+        title = ", ".join(lookup.get(g.lower(), g) for g in group) if group else None
+        result = draw_sheet(faces, out, names, SheetOptions(thumb=size, columns=columns, limit=limit, title=title),
+                            on_skip=_report_failure)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    typer.echo(f"{result.faces} faces on {printable(str(result.path))}"
+               + (f", {len(result.skipped)} photos unreadable" if result.skipped else ""))
+    raise typer.Exit(1 if result.skipped else 0)
 
 
 @app.command()

@@ -124,7 +124,7 @@ def test_moved_and_deleted_files(library, db):
 
 def test_dry_run_changes_nothing_anywhere(library, db):
     before = tree_digest(library.parent)
-    r = run("scan", library, "--db", db, "--workers", "1", "--dry-run")
+    r = run("scan", library, "--db", db, "--workers", "1", "--dry-run", "--sidecar")
     assert r.exit_code == 1 and r.stdout.startswith("dry run: ")
     assert summary(r)["tagged"] == 4
     assert tree_digest(library.parent) == before
