@@ -18,10 +18,11 @@ from .errors import PhotoError
 
 __all__ = ["Decoded", "decode", "load_full", "load_for_crops", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
 
-DEFAULT_DETECT_SIZE = 1600
+DEFAULT_DETECT_SIZE = 2000  # bench/tune_detection.py: faces of 160 px and more in 4000 x 3000
 # Faces are cut out of a copy decoded at 1/2, 1/4 or 1/8 where every face stays at least this wide:
 # libjpeg's DCT scaling is cheaper than a full decode and filters better than the chip resampler.
-CROP_FACE_PX = 224
+# The chip holds the face at about 100 px, so 150 px leaves the resampler only shrinking to do.
+CROP_FACE_PX = 150
 # The most pixels decoded at once for cropping: a 100-megapixel panorama is decoded at 1/2 or less, so
 # a worker's memory stays bounded whatever the photo's size.
 MAX_CROP_PIXELS = 50_000_000

@@ -100,6 +100,10 @@ def _dlib() -> Any:
 # confidence 0.83) and rejected the patch. The crop is 160 px: at 100 px the CNN missed the
 # astronaut's real face, at 120 px it passed with only 0.61.
 DEFAULT_MIN_SCORE = 0.0
+# HOG boxes scoring at least this are faces (bench/tune_detection.py: of 121 faces in 40 photos, every
+# HOG box was one); below it dlib's CNN must confirm. The mission patch on the astronaut's suit, HOG's
+# false face, scores 0.13. Checking only the doubtful boxes cuts the CNN's cost about sevenfold.
+VERIFY_BELOW = 0.5
 VERIFY_SIDE = 160
 VERIFY_MARGIN = 0.5
 
@@ -127,24 +131,24 @@ def detect(image: np.ndarray, *, model: str = "hog", upsample: int = 0, min_size
     """Face boxes in `image` (RGB uint8), largest first; faces smaller than `min_size` px are dropped.
 
     With the HOG detector, boxes scoring below `min_score` are dropped and, with `verify_faces`, so is
-    every box that dlib's CNN detector does not confirm.
+    every box scoring under VERIFY_BELOW that dlib's CNN detector does not confirm.
     """
     api = _api()
     image = np.ascontiguousarray(image)
+    scores: list[float] = []
     if model == "hog":
-        rects, _scores, _kinds = api.face_detector.run(image, upsample, min_score)
+        rects, scores, _kinds = api.face_detector.run(image, upsample, min_score)
     elif model == "cnn":
         rects = [d.rect for d in api.cnn_face_detector(image, upsample)]
     else:
         raise ValueError(f"unknown detector {model!r}: use 'hog' or 'cnn'")
     h, w = image.shape[:2]
-    boxes = [
-        Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)) for r in rects
-    ]
-    boxes = [b for b in boxes if b.width > 0 and b.height > 0 and min(b.width, b.height) >= min_size]
+    scored = [(Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)),
+               scores[i] if i < len(scores) else 1.0) for i, r in enumerate(rects)]
+    scored = [(b, s) for b, s in scored if b.width > 0 and b.height > 0 and min(b.width, b.height) >= min_size]
     if model == "hog" and verify_faces:
-        boxes = [b for b in boxes if verify(image, b) > 0]
-    return sorted(boxes, key=lambda b: -(b.width * b.height))
+        scored = [(b, s) for b, s in scored if s >= VERIFY_BELOW or verify(image, b) > 0]
+    return sorted((b for b, _ in scored), key=lambda b: -(b.width * b.height))
 
 
 def align_and_crop(image: np.ndarray, box: Box, *, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> FaceCrop:

@@ -44,8 +44,8 @@ def test_faces_are_cut_from_a_copy_only_as_large_as_they_need(tmp_path):
 
     rng = np.random.default_rng(0)
     p = save_jpeg(tmp_path / "big.jpg", rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
-    assert load_for_crops(p, [1000])[0].shape == (750, 1000, 3)  # 1000 px face: 1/4 keeps it 250 wide
-    assert load_for_crops(p, [1000, 300])[1] == 1.0  # the narrowest face decides
+    assert load_for_crops(p, [1000])[0].shape == (750, 1000, 3)  # 1000 px face: 1/4 keeps it 250 wide, 1/8 would not
+    assert load_for_crops(p, [1000, 250])[1] == 1.0  # the narrowest face decides (250/2 < 150)
     px, factor = load_for_crops(p, [100], max_pixels=4_000_000)  # a pixel budget forces 1/2 regardless
     assert px.shape == (1500, 2000, 3) and factor == 2.0
 
