@@ -55,8 +55,8 @@ def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[st
     if not keras_only and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        runtimes["tf.function"] = lambda x: _first(fn(tf.constant(x)))
+        traced = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        runtimes["tf.function"] = lambda x: _first(traced(tf.constant(x)))
         try:
             from ai_edge_litert.interpreter import Interpreter
 

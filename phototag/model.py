@@ -8,11 +8,13 @@ softmax over ages 0..100 (and, when present, a probability that the face is fema
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -38,32 +40,35 @@ def _models_dir() -> Path:
 MODELS_DIR = _models_dir()
 
 
-def import_keras() -> Any:
-    """Import Keras on TensorFlow (unless KERAS_BACKEND says otherwise) without TensorFlow's start-up noise.
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send the process's native stderr (fd 2) to /dev/null for a moment.
 
-    TensorFlow's C++ side prints several lines to stderr on import, before its log level applies;
-    cron mails stderr, so we send the native stderr to /dev/null for the import alone.
-    """
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import sys
-
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
+    TensorFlow and LiteRT print start-up lines from C++ before any log level applies; cron mails
+    stderr, so those lines must not reach it. Python's own errors still do, after the block."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
-        try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras() -> Any:
+    """Import Keras on TensorFlow (unless KERAS_BACKEND says otherwise) without TensorFlow's start-up noise."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    try:
+        with _native_stderr_silenced():
             import keras
-        finally:
-            os.dup2(saved, 2)
     except ImportError as exc:
         raise DependencyError(f"cannot load Keras/TensorFlow: {exc}") from exc
-    finally:
-        os.close(saved)
     return keras
 
 
@@ -88,6 +93,8 @@ class AgeModel:
     path: Path
     card: dict[str, Any]
     _keras_model: Any = field(default=None, repr=False)
+    _runner: Any = field(default=None, repr=False)
+    runtime: str = ""  # which runtime predicts: set on first use (see _predictor)
 
     @property
     def model_id(self) -> str:
@@ -110,15 +117,41 @@ class AgeModel:
                 raise ModelError(f"{weights}: cannot load the model: {exc}") from exc
         return self._keras_model
 
+    def _predictor(self) -> Any:
+        """The fastest runtime that gives the Keras model's ages (bench/runtimes.py measured them):
+        LiteRT when the card vouches for a .tflite beside the weights (the training code exports it),
+        else the Keras model traced once under tf.function, else called directly."""
+        if self._runner is not None:
+            return self._runner
+        tflite = self.path.with_suffix(".tflite")
+        if self.card.get("tflite_sha256") and tflite.is_file() and os.environ.get("PHOTOTAG_RUNTIME") != "keras":
+            try:
+                from ai_edge_litert.interpreter import Interpreter
+            except ImportError:
+                Interpreter = None
+            if Interpreter is not None and _sha256(tflite) == self.card["tflite_sha256"]:
+                self._runner, self.runtime = _LiteRT(Interpreter, tflite), "litert"
+                return self._runner
+        head = self._head()
+        keras = import_keras()
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            traced = tf.function(lambda x: head(x, training=False), reduce_retracing=True)
+            self._runner, self.runtime = (lambda x: traced(tf.constant(x))), "tf.function"
+        else:
+            self._runner, self.runtime = (lambda x: head(x, training=False)), "keras"
+        return self._runner
+
     def predict_descriptors(self, descriptors: np.ndarray, batch_size: int = 256) -> Prediction:
         """Distributions for a batch of descriptors (n x 128)."""
         x = np.asarray(descriptors, dtype=np.float32).reshape(-1, faces.DESCRIPTOR_SIZE)
         if len(x) == 0:
             return Prediction(np.zeros((0, AGE_BINS), np.float32), np.zeros(0, np.float32) if self.has_gender else None)
-        head = self._head()
+        run = self._predictor()
         dists, females = [], []
         for i in range(0, len(x), batch_size):
-            out = head(x[i : i + batch_size], training=False)
+            out = run(x[i : i + batch_size])
             if isinstance(out, dict):
                 dists.append(np.asarray(out["age"]))
                 if "gender" in out:
@@ -132,6 +165,37 @@ class AgeModel:
     def predict_chips(self, chips: list[np.ndarray]) -> Prediction:
         """Distributions for aligned chips: descriptor first, then the head."""
         return self.predict_descriptors(faces.describe(chips))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _LiteRT:
+    """A .tflite head under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
+
+    def __init__(self, interpreter_cls: Any, path: Path) -> None:
+        try:
+            with _native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
+                self.interp.allocate_tensors()
+        except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
+            raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc
+        self.input = self.interp.get_input_details()[0]["index"]
+        outs = self.interp.get_output_details()
+        self.outputs = {("age" if o["shape_signature"][-1] == AGE_BINS else "gender"): o["index"] for o in outs}
+        self.n = -1
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if len(x) != self.n:
+            self.interp.resize_tensor_input(self.input, [len(x), faces.DESCRIPTOR_SIZE])
+            self.interp.allocate_tensors()
+            self.n = len(x)
+        self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
+        self.interp.invoke()
+        return {k: self.interp.get_tensor(i).copy() for k, i in self.outputs.items()}
 
 
 def _check_card(card: dict[str, Any], where: Path) -> None:

@@ -67,3 +67,51 @@ def test_missing_and_broken_models(tmp_path):
     path.with_suffix(".keras").write_bytes(b"not a keras file")
     with pytest.raises(ModelError, match="cannot load the model"):
         load_model(path).predict_descriptors(np.zeros((1, 128), np.float32))
+
+
+def _real_descriptors(astronaut) -> np.ndarray:
+    """dlib descriptors of real faces: the astronaut, mirrored, shifted, in grey."""
+    from PIL import Image
+
+    from phototag import faces
+
+    imgs = [astronaut, astronaut[:, ::-1], np.roll(astronaut, 9, axis=0),
+            np.asarray(Image.fromarray(astronaut).convert("L").convert("RGB"))]
+    chips = []
+    for img in imgs:
+        img = np.ascontiguousarray(img)
+        box = faces.detect(img, upsample=1)[0]
+        chips.append(faces.align_and_crop(img, box).chip)
+    return faces.describe(chips)
+
+
+def test_litert_gives_the_keras_ages_without_tensorflow(astronaut, monkeypatch):
+    """The shipped .tflite (LiteRT, the fastest runtime) and the .keras agree to 0.1 year on real faces."""
+    import subprocess
+    import sys
+
+    x = _real_descriptors(astronaut)
+    fast = load_model()
+    a = fast.predict_descriptors(x)
+    assert fast.runtime == "litert"
+    monkeypatch.setenv("PHOTOTAG_RUNTIME", "keras")
+    slow = load_model()
+    b = slow.predict_descriptors(x)
+    assert slow.runtime == "tf.function"
+    ages = np.arange(101)
+    assert np.abs(a.distribution @ ages - b.distribution @ ages).max() < 0.1
+    assert np.abs(a.female - b.female).max() < 0.01
+    code = ("import sys, numpy as np; from phototag.model import load_model; m = load_model(); "
+            "m.predict_descriptors(np.zeros((2, 128), np.float32)); print(m.runtime, 'tensorflow' in sys.modules)")
+    monkeypatch.delenv("PHOTOTAG_RUNTIME")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout == "litert False\n", r.stderr  # a scan never pays for importing TensorFlow
+
+
+def test_a_tflite_the_card_does_not_vouch_for_is_not_used(tmp_path):
+    copy_model(tmp_path)
+    card = json.loads((tmp_path / "m.json").read_text())
+    (tmp_path / "m.tflite").write_bytes((MODELS_DIR / f"{DEFAULT_MODEL}.tflite").read_bytes()[:-10] + b"0123456789")
+    m = load_model(tmp_path / "m")
+    m.predict_descriptors(np.zeros((2, 128), np.float32))
+    assert card["tflite_sha256"] and m.runtime == "tf.function"

@@ -26,7 +26,12 @@ def export_tflite(keras_path: str | Path, out: str | Path | None = None) -> Path
     def serve(x):
         return model(x, training=False)
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    # Freeze the weights (and the normaliser's statistics) into constants: LiteRT would otherwise
+    # look for resource variables at run time, and the outputs come out as NaN.
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     out = Path(out) if out else Path(keras_path).with_suffix(".tflite")
     out.write_bytes(converter.convert())
     return out

@@ -207,6 +207,18 @@ def hardware() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
+def _export_tflite(weights: Path) -> Path | None:
+    """The same head as a .tflite for LiteRT, phototag's fastest runtime (bench/runtimes.py); only
+    under the TensorFlow backend, which holds the converter."""
+    from phototag.model import import_keras
+
+    if import_keras().backend.backend() != "tensorflow":
+        return None
+    from training.export_tflite import export_tflite
+
+    return export_tflite(weights)
+
+
 def train(data: str, out: str | Path, config: str | Path | None = None, *, limit: int | None = None,
           workers: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Prepare `data`, train, evaluate on validation and test, write `<out>.keras` and `<out>.json`."""
@@ -228,6 +240,7 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
     shipped = model.__class__.from_config(model.get_config())
     shipped.set_weights(model.get_weights())
     shipped.save(weights)
+    tflite = _export_tflite(weights)
     metrics = {}
     for split in ("val", "test"):
         if len(parts[split]):
@@ -240,6 +253,7 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
         "weights": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "size_bytes": weights.stat().st_size,
+        **({"tflite": tflite.name, "tflite_sha256": hashlib.sha256(tflite.read_bytes()).hexdigest()} if tflite else {}),
         "preprocessing": {
             "align": "phototag.faces.align_and_crop",
             "landmarks": "dlib shape_predictor_5_face_landmarks",
