@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200, help="How many photos.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality.")
+    ap.add_argument("--start", type=int, default=0, help="Number of the first photo (IMG_NNNNN).")
+    ap.add_argument("--truth", default="truth.json", help="Name of the ground-truth file in --out.")
     args = ap.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -139,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         # Stored pixels: what a camera held sideways writes; the viewer turns them back.
         stored = photo.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else \
             photo.transpose(Image.Transpose.ROTATE_270) if orientation == 8 else photo
-        rel = Path(f"{year}") / f"{month:02d}" / f"IMG_{i:05d}.jpg"
+        rel = Path(f"{year}") / f"{month:02d}" / f"IMG_{args.start + i:05d}.jpg"
         (args.out / rel).parent.mkdir(parents=True, exist_ok=True)
         stored.save(args.out / rel, "JPEG", quality=args.quality, exif=exif(rng, taken, orientation))
         truth[str(rel)] = {"width": size[0], "height": size[1], "orientation": orientation, "faces": faces}
         if (i + 1) % 25 == 0:
             print(f"{i + 1}/{args.n} photos, {time.monotonic() - t0:.0f}s", file=sys.stderr)
-    (args.out / "truth.json").write_text(json.dumps({"seed": args.seed, "photos": truth}, indent=1))
+    (args.out / args.truth).write_text(json.dumps({"seed": args.seed, "photos": truth}, indent=1))
     n_faces = sum(len(p["faces"]) for p in truth.values())
     print(f"{args.n} photos, {n_faces} faces in {args.out} ({time.monotonic() - t0:.0f}s)")
     return 0

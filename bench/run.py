@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="phototag-bench-"))
     try:
         lib = work / "library"
-        shutil.copytree(args.library, lib, ignore=shutil.ignore_patterns("truth.json"))
+        shutil.copytree(args.library, lib, ignore=shutil.ignore_patterns("truth*.json"))
         names = sorted(truth["photos"])
         opts = ScanOptions(workers=args.workers)
         result: dict[str, Any] = {"machine": machine(), "seed": truth.get("seed"),
@@ -358,13 +358,13 @@ def main(argv: list[str] | None = None) -> int:
         result["rescan"] = run_rescan(lib, work / "index.db", opts)
         if args.thorough:
             lib2 = work / "library-thorough"
-            shutil.copytree(args.library, lib2, ignore=shutil.ignore_patterns("truth.json"))
+            shutil.copytree(args.library, lib2, ignore=shutil.ignore_patterns("truth*.json"))
             result["thorough"] = run_scan(lib2, work / "thorough.db", truth, ScanOptions.thorough(workers=args.workers))
             print(json.dumps(result["thorough"]), file=sys.stderr)
         if args.naive:
             print("naive baseline ...", file=sys.stderr)
             fresh = work / "naive"
-            shutil.copytree(args.library, fresh, ignore=shutil.ignore_patterns("truth.json"))
+            shutil.copytree(args.library, fresh, ignore=shutil.ignore_patterns("truth*.json"))
             result["naive"] = run_naive(fresh, truth, names[: args.naive])
             print(json.dumps(result["naive"]), file=sys.stderr)
         result["profile"] = profile(args.library, names[: args.profile], opts)

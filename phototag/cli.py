@@ -108,7 +108,7 @@ def scan(
                                            help="Times to upsample before detecting (finds smaller faces, slower)."),
     detect_size: int = typer.Option(2000, min=200, help="Faces are detected in a copy with the pixels of a 4:3 photo this long (panoramas keep more length)."),
     thorough: bool = typer.Option(False, help="Find faces down to 80 px in 12 MP photos: --detect-size 2400 "
-                                              "--upsample 1, about 4 times slower."),
+                                              "--upsample 1; scans about 3 times slower."),
     min_face: int = typer.Option(40, min=1, help="Ignore faces smaller than this, in full-resolution pixels."),
     min_score: float = typer.Option(0.0, help="Ignore HOG detections scoring below this."),
     verify: bool = typer.Option(True, help="Confirm doubtful HOG faces (score under 0.5) with dlib's CNN detector."),
