@@ -317,8 +317,9 @@ def markdown(r: dict[str, Any]) -> str:
         t = r["thorough"]
         out += [f"--thorough: {t['photos_per_s']} photos/s, recall >= 80 px {t['recall_80']}, "
                 f">= 160 px {t['recall_160']}, precision {t['precision']}.", ""]
-    out += ["Seconds per photo by stage (one process):", "", "| stage | s/photo |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in r["profile"].items()]
+    if r.get("profile"):
+        out += ["Seconds per photo by stage (one process):", "", "| stage | s/photo |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in r["profile"].items()]
     if r.get("runtimes"):
         out += ["", "Age head alone, faces per second (CPU, this machine):", "",
                 "| runtime | " + " | ".join(f"batch {b}" for b in r["runtimes"]["batches"]) + " | max age diff |",
@@ -367,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(args.library, fresh, ignore=shutil.ignore_patterns("truth*.json"))
             result["naive"] = run_naive(fresh, truth, names[: args.naive])
             print(json.dumps(result["naive"]), file=sys.stderr)
-        result["profile"] = profile(args.library, names[: args.profile], opts)
+        if args.profile:
+            result["profile"] = profile(args.library, names[: args.profile], opts)
         if args.runtimes:
             result["runtimes"] = model_runtimes()
     finally:
