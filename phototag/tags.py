@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import piexif
 
@@ -315,6 +315,36 @@ class MultiWriter:
         return discard_stale(path, pid)
 
 
+def _stage(path: Path, data: bytes, cannot_create: Callable[[str], str], on_write_error: Callable[[str], str]) -> Path:
+    """`data` in a new staged copy beside `path` (`.NAME.phototag-PID.tmp`, which the walk recognises
+    and a later run deletes if we are killed), fsynced. The callables word the errors from a reason."""
+    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise TagWriteError(cannot_create(str(exc.strerror or exc))) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise TagWriteError(on_write_error(reason)) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def atomic_write(path: Path, data: bytes | None) -> None:
     """Create, replace or (data None) delete a small file such as a sidecar, atomically.
 
@@ -337,28 +367,14 @@ def atomic_write(path: Path, data: bytes | None) -> None:
         mode = 0o666 & ~umask
     except OSError as exc:
         raise TagWriteError(f"cannot read its sidecar {path.name}: {exc.strerror or exc}") from exc
-    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
+    tmp = _stage(path, data, lambda why: f"cannot write its sidecar {path.name} ({why})",
+                 lambda why: f"{why} while writing its sidecar {path.name}; nothing changed")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise TagWriteError(f"cannot write its sidecar {path.name} ({exc.strerror or exc})") from exc
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-            raise TagWriteError(f"{reason} while writing its sidecar {path.name}; nothing changed") from exc
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
 
 
@@ -407,20 +423,9 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_
     if st.st_nlink > 1:  # os.replace would leave the other names holding the old file
         raise TagWriteError(f"hard-linked file ({st.st_nlink} names), tags not written: "
                             "replacing it would split the links")
-    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
+    tmp = _stage(path, data, lambda why: f"cannot write in its folder ({why}); the photo is untouched",
+                 lambda why: f"{why} while writing tags; the photo is untouched")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise TagWriteError(f"cannot write in its folder ({exc.strerror or exc}); the photo is untouched") from exc
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-            raise TagWriteError(f"{reason} while writing tags; the photo is untouched") from exc
         if verify is not None:
             verify(tmp.read_bytes())
         os.chmod(tmp, st.st_mode & 0o7777)
@@ -434,10 +439,7 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
 
 
