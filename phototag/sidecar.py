@@ -382,9 +382,10 @@ class SidecarWriter:
         rdf = _rdf(root)
         assert rdf is not None
         old = _read_record(rdf)
-        if old is not None and old.get("photo") not in (None, photo.name):
-            if ours is None:
-                return "sidecar unchanged"  # another photo's (IMG.jpg and IMG.png share IMG.xmp)
+        theirs = old is not None and old.get("photo") not in (None, photo.name)  # IMG.jpg and IMG.png: IMG.xmp
+        if ours is None and (old is None or theirs):
+            return "sidecar unchanged"  # nothing of ours in it to remove
+        if theirs:
             raise TagWriteError(f"its sidecar {side.name} holds tags of {old['photo']} "
                                 "(photos sharing a name stem: use --sidecar-style append)")
         if old is not None:
@@ -397,8 +398,6 @@ class SidecarWriter:
             return "sidecar removed"
         new = _serialise(root)
         if data is not None and new == data:
-            return "sidecar unchanged"
-        if data is not None and old is None and ours is None:
             return "sidecar unchanged"
         atomic_write(side, new)
         return "sidecar written"

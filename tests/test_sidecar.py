@@ -189,3 +189,14 @@ def test_a_broken_sidecar_is_reported_and_left_alone(lib, tmp_path):
     assert r.stderr.startswith(f"phototag: {lib / 'beach.jpg'}: its sidecar is not valid XML (")
     assert "tags not written to it (written)" in r.stderr  # the EXIF tags still went in
     assert side.read_text() == "<x:xmpmeta this is not xml"
+
+
+def test_untag_leaves_a_sidecar_with_nothing_of_ours_alone(lib, tmp_path):
+    """An empty sidecar another tool left is not ours to delete, nor to rewrite."""
+    empty = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+             '<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta>')
+    side = lib / "rotated.jpg.xmp"
+    side.write_text(empty)
+    r = run("untag", lib, "--db", tmp_path / "i.db")
+    assert r.exit_code == 0, r.output
+    assert side.read_text() == empty and (lib / "beach.jpg.xmp").read_text(encoding="utf-8") == DIGIKAM_SIDECAR
