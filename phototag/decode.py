@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import PhotoError
 
-__all__ = ["Decoded", "decode", "load_full", "load_for_crops", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
+__all__ = ["Decoded", "decode", "load_full", "load_for_crops", "pixel_budget", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
 
 DEFAULT_DETECT_SIZE = 2000  # bench/tune_detection.py: faces of 160 px and more in 4000 x 3000
 # Faces are cut out of a copy decoded at 1/2, 1/4 or 1/8 where every face stays at least this wide:
@@ -168,12 +168,15 @@ def _quiet(fn):
     return wrapper
 
 
+def pixel_budget(detect_size: int) -> float:
+    """The pixels of a detection copy: those of a 4:3 photo whose long side is `detect_size`."""
+    return detect_size * detect_size * 3 / 4
+
+
 def detect_scale(width: int, height: int, detect_size: int) -> float:
-    """How much to shrink a photo for detection: to the pixel count of a 4:3 photo whose long side is
-    `detect_size`. A 4:3 photo gets exactly that long side; a panorama keeps the same pixel budget, so
-    its faces are not shrunk out of sight by its length."""
-    budget = detect_size * detect_size * 3 / 4
-    return min(1.0, (budget / (width * height)) ** 0.5, detect_size * 4 / max(width, height))
+    """How much to shrink a photo for detection: to `pixel_budget`. A 4:3 photo gets exactly that long
+    side; a panorama keeps the same pixel count, so its faces are not shrunk out of sight by its length."""
+    return min(1.0, (pixel_budget(detect_size) / (width * height)) ** 0.5, detect_size * 4 / max(width, height))
 
 
 @_quiet

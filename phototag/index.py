@@ -283,10 +283,7 @@ class Index:
     def faces_rows(self, f: QueryFilters) -> Iterator[sqlite3.Row]:
         """Faces (joined to their photo) matching the photo-level and age filters."""
         where, params = self._photo_where(f)
-        if f.min_age is not None:
-            where.append("fa.age >= ?"); params.append(float(f.min_age))
-        if f.max_age is not None:
-            where.append("fa.age <= ?"); params.append(float(f.max_age))
+        self._age_where(f, where, params)
         sql = (
             "SELECT p.id AS photo_id, p.path, p.taken_at, p.face_count, p.model_id, fa.idx, fa.top, fa.right, "
             "fa.bottom, fa.left, fa.age, fa.age_low, fa.age_high, fa.age_group, fa.group_prob, fa.scheme, "
@@ -294,6 +291,14 @@ class Index:
             f"WHERE {' AND '.join(where)} ORDER BY p.taken_at, p.path, fa.idx"
         )
         yield from self.conn.execute(sql, params)
+
+    @staticmethod
+    def _age_where(f: QueryFilters, where: list[str], params: list[Any]) -> None:
+        """Add the age filters, on faces aliased `fa`."""
+        if f.min_age is not None:
+            where.append("fa.age >= ?"); params.append(float(f.min_age))
+        if f.max_age is not None:
+            where.append("fa.age <= ?"); params.append(float(f.max_age))
 
     @staticmethod
     def _photo_where(f: QueryFilters, only_ok: bool = True) -> tuple[list[str], list[Any]]:
@@ -412,11 +417,9 @@ def export(index: Index, filters: QueryFilters) -> Iterator[dict[str, Any]]:
     face_filter = filters.groups or filters.min_age is not None or filters.max_age is not None
     where, params = index._photo_where(filters, only_ok=bool(face_filter))
     sql = f"SELECT * FROM photos p WHERE {' AND '.join(where) or '1'} ORDER BY p.taken_at, p.path"
-    face_where, face_params = ["fa.photo_id = ?"], []
-    if filters.min_age is not None:
-        face_where.append("fa.age >= ?"); face_params.append(float(filters.min_age))
-    if filters.max_age is not None:
-        face_where.append("fa.age <= ?"); face_params.append(float(filters.max_age))
+    face_where: list[str] = ["fa.photo_id = ?"]
+    face_params: list[Any] = []
+    index._age_where(filters, face_where, face_params)
     face_sql = f"SELECT * FROM faces fa WHERE {' AND '.join(face_where)} ORDER BY fa.idx"
     for photo in index.conn.execute(sql, params):  # one read snapshot while the statement is open
         item = {k: photo[k] for k in photo.keys() if k != "path_bytes"}

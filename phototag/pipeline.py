@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import __version__, faces
-from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops
+from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget
 from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
 from .index import Index, pack_distribution, unpack_distribution
@@ -33,8 +33,8 @@ __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Inter
 
 
 UNTAGGED = "removed by untag"
-# Failures that say nothing about the file's content (permissions, a flaky disk): tried again next run
-# even when size and mtime are unchanged, since chmod and remounts leave both as they were.
+# Failures that say nothing about the file's content (permissions, a flaky disk, a write that raced
+# ours): tried again next run even when size and mtime are unchanged, as chmod leaves both alone.
 RETRIED = ("cannot read", "changed while it was being scanned")
 
 
@@ -71,8 +71,8 @@ class ScanOptions:
     scheme: str = "ten"
     prune: bool = False
 
-    # --thorough: faces down to 80 px in a 4000 x 3000 photo, at a measured cost (bench/).
-    THOROUGH = {"detect_size": 2400, "upsample": 1}  # 80 px faces in 4000 x 3000: 97% found, a third the speed
+    # --thorough: faces down to 80 px in a 4000 x 3000 photo (bench/: 97% found, at a third the speed).
+    THOROUGH = {"detect_size": 2400, "upsample": 1}
 
     @classmethod
     def thorough(cls, **kw: Any) -> "ScanOptions":
@@ -139,24 +139,19 @@ class Analysis:
 def _upsample(pixels: np.ndarray, detect_size: int) -> int:
     """Upsample once when the detection copy is at most a quarter of the pixel budget (a small photo):
     it then costs no more than a large photo, and finds faces down to about 40 px."""
-    return 1 if pixels.shape[0] * pixels.shape[1] * 4 <= detect_size * detect_size * 3 / 4 else 0
+    return 1 if pixels.shape[0] * pixels.shape[1] * 4 <= pixel_budget(detect_size) else 0
 
 
 def analyse(path: str, detect_size: int, detector: str, upsample: int | None, min_face: int,
             min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True) -> Analysis:
     """Decode, detect, align and describe every face of one photo (runs in a worker)."""
     try:
-        try:
+        try:  # what the file is now, to tell at write time whether it changed under us
             st = os.stat(path)
-        except OSError as exc:
-            raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
-        seen = (st.st_size, st.st_mtime_ns)
-        try:
             content = file_hashes(path)[1]
         except OSError as exc:
             raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
-        except PhotoError:
-            content = None  # not a JPEG we can parse: decode says why, or copes
+        seen = (st.st_size, st.st_mtime_ns)
         d = decode(path, detect_size)
         if upsample is None:
             upsample = _upsample(d.pixels, detect_size)
@@ -316,7 +311,7 @@ class _Scan:
                 else np.zeros((0, 101), np.float32))
         female = (np.array([f["female_prob"] for f in face_rows], dtype=np.float32)
                   if face_rows and all(f["female_prob"] is not None for f in face_rows) else None)
-        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)  # seen: triage's
+        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)
         self.summary.regrouped += 1
         self.finish(a, dist, female)
 
@@ -436,7 +431,7 @@ class _Scan:
             self.summary.files_seen += isinstance(item, Path)
             if isinstance(item, WalkError):
                 path = os.path.abspath(item.path)
-                self.seen.add(path)  # its row (a failure record) is not 'missing'
+                seen.add(path)  # its row (a failure record) is not 'missing'
                 self.fail(path, item.reason)
                 continue
             path = os.path.abspath(item)
