@@ -42,7 +42,7 @@ def _first(out: Any) -> np.ndarray:
 
 
 def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[str, Any]:
-    from phototag.model import default_model_path, import_keras, load_model
+    from phototag.model import _LiteRT, default_model_path, import_keras, load_model
 
     keras = import_keras()
     model = load_model(model_path)._head()
@@ -64,22 +64,8 @@ def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[st
 
             path = export_tflite(Path(model_path or default_model_path()).with_suffix(".keras"),
                                  Path(tempfile.mkdtemp()) / "head.tflite")
-            interp = Interpreter(model_path=str(path), num_threads=1)
-            inp = interp.get_input_details()[0]["index"]
-            outs = interp.get_output_details()
-            age_out = next((o["index"] for o in outs if o["shape"][-1] == 101), outs[0]["index"])
-            state = {"n": None}
-
-            def litert(x: np.ndarray) -> np.ndarray:
-                if state["n"] != len(x):
-                    interp.resize_tensor_input(inp, [len(x), 128])
-                    interp.allocate_tensors()
-                    state["n"] = len(x)
-                interp.set_tensor(inp, x)
-                interp.invoke()
-                return interp.get_tensor(age_out)
-
-            runtimes["LiteRT (ai-edge-litert)"] = litert
+            litert = _LiteRT(Interpreter, path)  # the wrapper phototag itself runs
+            runtimes["LiteRT (ai-edge-litert)"] = lambda x: litert(x)["age"]
         except ImportError as exc:
             print(f"LiteRT not measured: {exc}")
     reference = _ages(runtimes["keras predict"](data[:256]))
