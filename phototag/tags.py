@@ -45,6 +45,16 @@ class ExifParseError(TagWriteError):
     """The photo's EXIF cannot be parsed: we leave it alone (and it cannot hold tags of ours)."""
 
 
+class PhotoChangedError(TagWriteError):
+    """The photo was replaced or rewritten between our read and our write; we wrote nothing."""
+
+
+# How often a write starts over on a photo whose metadata alone changed under it (another scan's
+# tags, another tool's keywords). Each try re-reads the file, so only a file rewritten that often
+# within milliseconds runs out of tries.
+_WRITE_TRIES = 8
+
+
 # -- XPKeywords ------------------------------------------------------------------------------
 
 def encode_xp(keywords: list[str]) -> tuple[int, ...]:
@@ -419,7 +429,7 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_
     is written (we would overwrite someone else's newer file with a tagged copy of the old one)."""
     st = path.stat()
     if expect is not None and _identity(st) != _identity(expect):
-        raise TagWriteError("the photo changed while it was being tagged; it is untouched")
+        raise PhotoChangedError("the photo changed while it was being tagged; it is untouched")
     if st.st_nlink > 1:  # os.replace would leave the other names holding the old file
         raise TagWriteError(f"hard-linked file ({st.st_nlink} names), tags not written: "
                             "replacing it would split the links")
@@ -435,7 +445,7 @@ def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_
             pass
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         if _identity(path.stat()) != _identity(st):
-            raise TagWriteError("the photo changed while it was being tagged; it is untouched")
+            raise PhotoChangedError("the photo changed while it was being tagged; it is untouched")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -499,28 +509,47 @@ class ExifWriter:
         return out.getvalue(), note
 
     def _apply(self, path: Path, fmt: str, record: TagRecord | None) -> str:
+        """Write `record` (None: take ours out), starting over on the new bytes when only the photo's
+        metadata changed under us (another scan, another tool): both writers' keywords survive. A
+        photo whose image data changed is left as it is: our faces belong to the old picture."""
         if fmt not in WRITABLE_FORMATS:
             return f"not written ({fmt} cannot hold EXIF tags)"
-        try:
-            st = path.stat()
-            data = path.read_bytes()
-        except OSError as exc:
-            raise TagWriteError(f"cannot read: {exc.strerror or exc}") from exc
-        new, note = self._new_bytes(data, fmt, record)
-        if new is data:
-            return "unchanged"
-        if _read_only(path):
-            raise TagWriteError("read-only file, tags not written")
+        first: str | None = None
+        for attempt in range(_WRITE_TRIES):
+            try:
+                st = path.stat()
+                data = path.read_bytes()
+            except OSError as exc:
+                raise TagWriteError(f"cannot read: {exc.strerror or exc}") from exc
+            if first is None:
+                first = content_hash(data)
+            elif content_hash(data) != first:
+                raise PhotoChangedError("the photo's image data changed while it was being tagged; "
+                                        "it is untouched")
+            new, note = self._new_bytes(data, fmt, record)
+            if new is data:
+                return "unchanged"
+            if _read_only(path):
+                raise TagWriteError("read-only file, tags not written")
+            try:
+                atomic_replace(path, new, self._verifier(data, fmt, record), expect=st)
+            except PhotoChangedError:
+                if attempt == _WRITE_TRIES - 1:
+                    raise
+                continue
+            return note
+        raise AssertionError("unreachable")  # pragma: no cover
 
+    @staticmethod
+    def _verifier(data: bytes, fmt: str, record: TagRecord | None) -> Callable[[bytes], None]:
+        """The read-back check of a staged copy made from `data`."""
         def verify(staged: bytes) -> None:
             if fmt == "JPEG" and image_data(staged) != image_data(data):
                 raise TagWriteError("staged copy differs outside EXIF; the photo is untouched")
-            kw, rec = read_tags_bytes(staged, fmt)
+            kw, _ = read_tags_bytes(staged, fmt)
             if record is not None and not set(record.keywords) <= set(kw):
                 raise TagWriteError("staged copy lost our keywords; the photo is untouched")
-
-        atomic_replace(path, new, verify, expect=st)
-        return note
+        return verify
 
     def write(self, path: Path, fmt: str, record: TagRecord) -> str:
         return self._apply(path, fmt, record)

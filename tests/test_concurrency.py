@@ -69,3 +69,95 @@ def test_a_scan_needs_no_network(library, tmp_path, reliability):
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "2 tagged, 3 faces" in r.stdout and r.stderr == ""
     reliability("a scan with the network blocked", 1, "works: nothing is downloaded at run time")
+
+
+def _race_once(monkeypatch, between):
+    """Run `between(path)` once, after the writer has read and staged the photo and before it replaces
+    it: the window in which another scan or tool can rewrite the file. No timing luck involved."""
+    import phototag.tags as tags
+
+    real = tags.atomic_replace
+    calls = []
+
+    def racing(path, data, verify=None, expect=None):
+        calls.append(path)
+        if len(calls) == 1:
+            between(path)
+        return real(path, data, verify, expect=expect)
+
+    monkeypatch.setattr(tags, "atomic_replace", racing)
+    return calls
+
+
+def test_a_metadata_only_change_between_read_and_write_is_merged_not_failed(tmp_path, astronaut, monkeypatch,
+                                                                          reliability):
+    from phototag.tags import ExifWriter, TagRecord
+
+    from .conftest import exif_bytes, exiftool, save_jpeg
+
+    photo = save_jpeg(tmp_path / "p.jpg", astronaut, exif_bytes(keywords=["Holiday"]))
+    pixels = image_data(photo.read_bytes())
+    other = TagRecord(model="m@1", scheme="three", keywords=["Age group: Middle"], faces=[])
+    ours = TagRecord(model="m@1", scheme="ten", keywords=["Age group: Mature Adult"], faces=[])
+
+    def other_scan_and_user(path):  # another scan tags it, and the user adds a keyword in another tool
+        ExifWriter().write(path, "JPEG", other)
+        exif = __import__("piexif").load(str(path))
+        exif["0th"][0x9C9E] = tuple("Holiday;Beach;Age group: Middle".encode("utf-16-le") + b"\0\0")
+        data = path.read_bytes()
+        from phototag.tags import splice_exif
+        path.write_bytes(splice_exif(data, __import__("piexif").dump(exif)))
+
+    calls = _race_once(monkeypatch, other_scan_and_user)
+    assert ExifWriter().write(photo, "JPEG", ours) == "written"
+    assert len(calls) >= 3  # ours (raced), the other scan's own write, ours again on the new bytes
+    keywords, rec = read_tags(photo)
+    assert "Holiday" in keywords and "Beach" in keywords and "Age group: Mature Adult" in keywords
+    assert rec.scheme == "ten"
+    assert image_data(photo.read_bytes()) == pixels
+    assert "Age group: Mature Adult" in exiftool("-XPKeywords", "-s3", str(photo))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staged copy left
+    reliability("a photo's metadata rewritten between reading and writing", 1,
+                "written again on the new bytes: keywords added meanwhile kept, exit 0")
+
+
+def test_new_image_data_between_read_and_write_is_left_untouched(tmp_path, astronaut, monkeypatch):
+    import pytest
+
+    from phototag.tags import ExifWriter, PhotoChangedError, TagRecord
+
+    from .conftest import exif_bytes, save_jpeg
+
+    photo = save_jpeg(tmp_path / "p.jpg", astronaut, exif_bytes())
+    edited = save_jpeg(tmp_path / "edited.jpg", astronaut[::-1].copy(), exif_bytes(make=b"Edited")).read_bytes()
+    _race_once(monkeypatch, lambda path: path.write_bytes(edited))
+    rec = TagRecord(model="m@1", scheme="ten", keywords=["Age group: Adult"], faces=[])
+    with pytest.raises(PhotoChangedError, match="image data changed while it was being tagged; it is untouched"):
+        ExifWriter().write(photo, "JPEG", rec)
+    assert photo.read_bytes() == edited
+
+
+def test_two_scans_race_on_every_photo_and_both_finish(library, tmp_path, monkeypatch):
+    """The CLI end to end: a second scan (of another index) tags each photo inside the first one's
+    read-to-write window; the first scan still exits 0 and every photo ends with its tags."""
+    import phototag.tags as tags
+
+    folder = library / "2019"
+    other = tags.TagRecord(model="m@1", scheme="three", keywords=["Age group: Middle"], faces=[])
+    real = tags.atomic_replace
+    raced: set = set()
+
+    def racing(path, data, verify=None, expect=None):
+        if path not in raced:
+            raced.add(path)
+            tags.ExifWriter().write(path, "JPEG", other)
+        return real(path, data, verify, expect=expect)
+
+    monkeypatch.setattr(tags, "atomic_replace", racing)
+    r = run("scan", folder, "--db", tmp_path / "i.db", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "2 tagged, 3 faces, 0 failed" in r.stdout
+    assert len(raced) == 2
+    for p in folder.rglob("*.*"):
+        keywords, rec = read_tags(p)
+        assert rec.scheme == "ten" and "Age group: Middle" not in keywords
