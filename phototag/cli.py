@@ -91,6 +91,11 @@ def main(
         raise _fatal(exc) from None
 
 
+from .cli_people import age_range, people_app  # noqa: E402  (light: typer only)
+
+app.add_typer(people_app, name="people")
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     from .pipeline import Interrupted
 
@@ -124,6 +129,8 @@ def scan(
                                                       "digiKam) or replace (IMG_0042.xmp: Lightroom)."),
     dry_run: bool = typer.Option(False, help="Write nothing at all: no photo, no index."),
     prune: bool = typer.Option(False, help="Delete index rows of photos that have disappeared (default: mark missing)."),
+    people: bool = typer.Option(True, help="Group faces into people, estimate their birth dates, and give "
+                                           "each face the age its person implies (see phototag people)."),
     wait: float = typer.Option(0.0, min=0, help="Seconds to wait for another scan of the same index to finish."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
@@ -139,7 +146,7 @@ def scan(
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
                               min_score=min_score, verify=verify,
                               workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
-                              follow_symlinks=follow_symlinks, scheme=scheme, prune=prune)
+                              follow_symlinks=follow_symlinks, scheme=scheme, prune=prune, people=people)
         from .groups import get_scheme
 
         get_scheme(scheme)
@@ -229,13 +236,14 @@ UntilOption = typer.Option(None, "--until", help="Photos taken on or before this
 PathOption = typer.Option(None, "--path", help="Photo paths matching this glob (e.g. '*/2019/*').")
 MinFacesOption = typer.Option(None, "--min-faces", help="Photos with at least this many faces.")
 SchemeFilterOption = typer.Option(None, "--scheme", help="Regroup under this scheme (no model needed).")
+PersonOption = typer.Option(None, "--person", help="Faces of this person (name or id; see phototag people).")
 
 
-def _filters(group, min_age, max_age, since, until, path, min_faces, scheme):
+def _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person=None):
     from .index import QueryFilters
 
     return QueryFilters(groups=tuple(group), min_age=min_age, max_age=max_age, since=since, until=until,
-                        path_glob=path, min_faces=min_faces, scheme=scheme)
+                        path_glob=path, min_faces=min_faces, scheme=scheme, person=person)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -249,6 +257,7 @@ def query(
     path: Optional[str] = PathOption,
     min_faces: Optional[int] = MinFacesOption,
     scheme: Optional[str] = SchemeFilterOption,
+    person: Optional[str] = PersonOption,
     format: str = typer.Option("table", "--format", "-f", help="Output: table, csv, json or paths."),
 ) -> None:
     """List the faces (or, with --format paths, the photos) that match every filter."""
@@ -256,13 +265,14 @@ def query(
 
     if format not in ("table", "csv", "json", "paths"):
         raise _fatal(PhototagError(f"unknown format {format!r}: use table, csv, json or paths"))
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             rows = run_query(index, filters)
     except PhototagError as exc:
         raise _fatal(exc) from None
-    cols = ["path", "taken_at", "idx", "age", "age_low", "age_high", "age_group", "group_prob", "scheme"]
+    cols = ["path", "taken_at", "idx", "age", "age_low", "age_high", "age_group", "group_prob", "scheme",
+            "person_id", "person", "age_photo"]
     if format == "paths":
         seen: set[str] = set()
         for r in rows:
@@ -278,8 +288,9 @@ def query(
             w.writerow([r[c] for c in cols])
     else:
         table = [[printable(str(r["path"])), r["taken_at"] or "", str(r["idx"]), f"{r['age']:.1f}",
-                  f"{r['age_low']}-{r['age_high']}", r["age_group"], f"{r['group_prob']:.2f}"] for r in rows]
-        head = ["path", "taken", "face", "age", "80% range", "group", "p"]
+                  age_range(r), r["age_group"], f"{r['group_prob']:.2f}",
+                  r["person"] or (str(r["person_id"]) if r["person_id"] is not None else "-")] for r in rows]
+        head = ["path", "taken", "face", "age", "80% range", "group", "p", "person"]
         widths = [max(len(head[i]), *(len(t[i]) for t in table)) if table else len(head[i]) for i in range(len(head))]
         typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
         for t in table:
@@ -297,6 +308,7 @@ def export(
     path: Optional[str] = PathOption,
     min_faces: Optional[int] = MinFacesOption,
     scheme: Optional[str] = SchemeFilterOption,
+    person: Optional[str] = PersonOption,
     format: str = typer.Option("jsonl", "--format", "-f", help="csv (a row per face), json or jsonl (an "
                                                                "object per photo, its faces inside)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (replaced "
@@ -311,7 +323,7 @@ def export(
 
     if format not in FORMATS:
         raise _fatal(PhototagError(f"unknown format {format!r}: use {', '.join(FORMATS)}"))
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             n = write_export(run_export(index, filters), format, output)
@@ -333,6 +345,7 @@ def contact_sheet(
     path: Optional[str] = PathOption,
     min_faces: Optional[int] = MinFacesOption,
     scheme: Optional[str] = SchemeFilterOption,
+    person: Optional[str] = PersonOption,
     size: int = typer.Option(160, min=32, max=1024, help="Thumbnail side in pixels."),
     columns: int = typer.Option(8, min=1, max=100, help="Thumbnails per row."),
     limit: int = typer.Option(500, min=1, help="At most this many faces (the first by date)."),
@@ -343,7 +356,7 @@ def contact_sheet(
     from .index import Index, query as run_query
     from .sheet import SheetOptions, contact_sheet as draw_sheet
 
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme)
+    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             faces = run_query(index, filters)

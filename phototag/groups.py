@@ -23,7 +23,8 @@ import numpy as np
 
 from .errors import SchemeError
 
-__all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "MAX_AGE"]
+__all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "estimate_many",
+           "MAX_AGE"]
 
 MAX_AGE = 100  # the distribution's last bin holds 100 and older
 INTERVAL = 0.80
@@ -184,3 +185,21 @@ def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVA
         group_prob=float(gp[j]),
         group_probs={g.name: float(v) for g, v in zip(scheme.groups, gp)},
     )
+
+
+def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = INTERVAL
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`estimate` for many distributions at once: (ages, lows, highs, group indices, group probabilities),
+    the same values `estimate` gives one by one (tests/test_groups.py checks it)."""
+    p = np.clip(np.asarray(distributions, dtype=np.float64), 0, None)
+    p = p / p.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(p, axis=1)
+    tail = (1.0 - interval) / 2
+    last = p.shape[1] - 1
+    lows = (cdf < tail).sum(axis=1)
+    highs = np.minimum((cdf < 1 - tail).sum(axis=1), last)
+    ages = p @ np.arange(p.shape[1])
+    of_age = np.array([scheme.names.index(scheme.group_of(a)) for a in range(MAX_AGE + 1)])
+    idx = of_age[np.clip(np.round(ages), 0, MAX_AGE).astype(int)]
+    probs = (p @ scheme.matrix()[: p.shape[1]])[np.arange(len(p)), idx]
+    return ages, lows, highs, idx, probs

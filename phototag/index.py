@@ -23,7 +23,7 @@ from .errors import IndexLockedError, PhototagError
 
 __all__ = ["Index", "QueryFilters", "default_db_path", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS photos (
     face_count INTEGER,
     status TEXT NOT NULL,               -- ok | failed | missing
     tags TEXT,                          -- what happened to the tags in the file
-    error TEXT                          -- why it failed, when status = 'failed'
+    error TEXT,                         -- why it failed, when status = 'failed'
+    retag INTEGER NOT NULL DEFAULT 0    -- 1: its tags must be rewritten from the index (no model)
 );
 CREATE TABLE IF NOT EXISTS faces (
     id INTEGER PRIMARY KEY,
@@ -57,7 +58,13 @@ CREATE TABLE IF NOT EXISTS faces (
     group_prob REAL,
     scheme TEXT,
     female_prob REAL,
-    distribution BLOB,                  -- 101 float16, little-endian: P(age = 0..100)
+    distribution BLOB,                  -- 101 float16, little-endian: P(age = 0..100), the face's own
+    descriptor BLOB,                    -- dlib's 128-d face descriptor, float32 little-endian
+    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
+    age_photo REAL,                     -- the face's own estimate (age above: the one phototag uses)
+    age_photo_low INTEGER, age_photo_high INTEGER,
+    age_source TEXT,                    -- photo | person (birth estimated) | birth (birth date given)
+    person_distribution BLOB,           -- P(completed years) its person implies, when age_source != photo
     UNIQUE (photo_id, idx)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -66,15 +73,59 @@ CREATE TABLE IF NOT EXISTS runs (
     faces INTEGER, failures INTEGER, exit_code INTEGER, version TEXT, model_id TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE COLLATE NOCASE,    -- given by the user; NULL until then
+    birth_given TEXT,                   -- YYYY-MM-DD, given by the user: every age of theirs is exact
+    birth_est TEXT,                     -- estimated from the dated faces (YYYY-MM-DD), and its
+    birth_low TEXT, birth_high TEXT,    --   central 80 % interval
+    birth_faces INTEGER,                -- dated faces the estimate used
+    birth_conflict INTEGER NOT NULL DEFAULT 0,  -- 1: the faces cannot share one birth date (two people?)
+    face_count INTEGER NOT NULL DEFAULT 0,
+    photo_count INTEGER NOT NULL DEFAULT 0,
+    first_taken TEXT, last_taken TEXT,
+    created_at TEXT,
+    dirty INTEGER NOT NULL DEFAULT 1    -- its faces changed: birth and ages are recomputed next update
+);
+-- The user's "this face is not that person": kept, so no later grouping puts it back.
+CREATE TABLE IF NOT EXISTS face_exclusions (
+    face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    PRIMARY KEY (face_id, person_id)
+);
+
+"""
+
+# Indexes and triggers: created after an older index's tables are upgraded (they name new columns).
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS faces_age_group ON faces(age_group);
 CREATE INDEX IF NOT EXISTS faces_age ON faces(age);
 CREATE INDEX IF NOT EXISTS faces_photo ON faces(photo_id);
 CREATE INDEX IF NOT EXISTS photos_taken_at ON photos(taken_at);
 CREATE INDEX IF NOT EXISTS photos_sha256 ON photos(sha256);
 CREATE INDEX IF NOT EXISTS photos_status ON photos(status);
--- For people browsing the index with Datasette or sqlite-utils: one row per photo with its groups,
--- one row per face with its photo.
-CREATE VIEW IF NOT EXISTS photo_groups AS
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE INDEX IF NOT EXISTS photos_retag ON photos(retag) WHERE retag = 1;
+-- A person's birth date and ages follow their faces: any change to them marks the person for the
+-- next people update, whoever made it (a scan, a merge, a prune, another tool).
+CREATE TRIGGER IF NOT EXISTS faces_person_insert AFTER INSERT ON faces WHEN NEW.person_id IS NOT NULL
+BEGIN UPDATE people SET dirty = 1 WHERE id = NEW.person_id; END;
+CREATE TRIGGER IF NOT EXISTS faces_person_delete AFTER DELETE ON faces WHEN OLD.person_id IS NOT NULL
+BEGIN UPDATE people SET dirty = 1 WHERE id = OLD.person_id; END;
+CREATE TRIGGER IF NOT EXISTS faces_person_update AFTER UPDATE OF person_id, distribution ON faces
+BEGIN UPDATE people SET dirty = 1 WHERE id IN (OLD.person_id, NEW.person_id); END;
+CREATE TRIGGER IF NOT EXISTS photos_date_update AFTER UPDATE OF taken_at, status ON photos
+WHEN OLD.taken_at IS NOT NEW.taken_at OR OLD.status IS NOT NEW.status
+BEGIN UPDATE people SET dirty = 1 WHERE id IN (SELECT person_id FROM faces WHERE photo_id = NEW.id); END;
+"""
+
+# For people browsing the index with Datasette or sqlite-utils: one row per photo with its groups, one
+# row per face with its photo and person, one row per face of each person. Recreated on upgrade.
+_VIEWS = """
+DROP VIEW IF EXISTS photo_groups;
+DROP VIEW IF EXISTS face_photos;
+DROP VIEW IF EXISTS person_faces;
+CREATE VIEW photo_groups AS
 SELECT p.id AS photo_id, p.path, p.taken_at, p.width, p.height, p.face_count,
        (SELECT group_concat(age_group, ', ') FROM
            (SELECT age_group FROM faces WHERE photo_id = p.id GROUP BY age_group ORDER BY min(age)))
@@ -83,11 +134,27 @@ SELECT p.id AS photo_id, p.path, p.taken_at, p.width, p.height, p.face_count,
        (SELECT max(age) FROM faces WHERE photo_id = p.id) AS oldest,
        p.scheme, p.model_id
 FROM photos p WHERE p.status = 'ok';
-CREATE VIEW IF NOT EXISTS face_photos AS
+CREATE VIEW face_photos AS
 SELECT f.id AS face_id, f.photo_id, p.path, p.taken_at, f.idx, f.age, f.age_low, f.age_high, f.age_group,
-       f.group_prob, f.female_prob, f.scheme, f.top, f.right, f.bottom, f.left, p.width, p.height, p.model_id
-FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.status = 'ok';
+       f.group_prob, f.female_prob, f.scheme, f.top, f.right, f.bottom, f.left, p.width, p.height, p.model_id,
+       f.person_id, pe.name AS person, f.age_photo, f.age_source
+FROM faces f JOIN photos p ON p.id = f.photo_id LEFT JOIN people pe ON pe.id = f.person_id
+WHERE p.status = 'ok';
+CREATE VIEW person_faces AS
+SELECT pe.id AS person_id, pe.name AS person, coalesce(pe.birth_given, pe.birth_est) AS born,
+       pe.birth_given IS NOT NULL AS born_given, f.id AS face_id, p.path, p.taken_at, f.age, f.age_group,
+       f.age_photo, f.age_source, f.top, f.right, f.bottom, f.left
+FROM people pe JOIN faces f ON f.person_id = pe.id JOIN photos p ON p.id = f.photo_id
+WHERE p.status = 'ok';
 """
+
+# Columns that schema version 2 added to an index made by an earlier version.
+_V2_COLUMNS = {
+    "photos": [("retag", "INTEGER NOT NULL DEFAULT 0")],
+    "faces": [("descriptor", "BLOB"), ("person_id", "INTEGER REFERENCES people(id) ON DELETE SET NULL"),
+              ("age_photo", "REAL"), ("age_photo_low", "INTEGER"), ("age_photo_high", "INTEGER"),
+              ("age_source", "TEXT"), ("person_distribution", "BLOB")],
+}
 
 
 def default_db_path() -> Path:
@@ -120,6 +187,7 @@ class QueryFilters:
     path_glob: str | None = None
     min_faces: int | None = None
     scheme: str | None = None  # regroup under this scheme (from the stored distributions)
+    person: str | None = None  # a person's name (any case) or id
 
 
 class Index:
@@ -146,16 +214,48 @@ class Index:
                 self.db.enable_wal()
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            fresh = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'photos'").fetchone() is None
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                              (str(SCHEMA_VERSION),))
-            columns = {c[1] for c in self.conn.execute("PRAGMA table_info(photos)")}
-            for column, kind in (("content_sha256", "TEXT"), ("path_bytes", "BLOB")):
-                if column not in columns:
-                    self.conn.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
+                              (str(SCHEMA_VERSION if fresh else 1),))
+            self._upgrade()
         except (sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
             raise PhototagError(f"{self.path}: not a usable phototag index ({exc})") from exc
         self._lock_fd: int | None = None
+
+    def _upgrade(self) -> None:
+        """Bring an index made by an earlier version up to this one, in place and in one transaction:
+        new columns are added, every row and value is kept. Faces scanned before get their descriptors
+        at the next scan, from their stored boxes."""
+        version = int(self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise PhototagError(f"{self.path} was made by a newer phototag (index version {version}); "
+                                "upgrade phototag to use it")
+        columns = {c[1] for c in self.conn.execute("PRAGMA table_info(photos)")}
+        if version == SCHEMA_VERSION and "retag" in columns:
+            self.conn.executescript(_INDEXES)
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'person_faces'").fetchone() is None:
+                self.conn.executescript(_VIEWS)
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            upgrades = {"photos": [("content_sha256", "TEXT"), ("path_bytes", "BLOB"), *_V2_COLUMNS["photos"]],
+                        "faces": _V2_COLUMNS["faces"]}
+            for table, added in upgrades.items():
+                have = {c[1] for c in self.conn.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added:
+                    if column not in have:
+                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                        have.add(column)
+            self.conn.execute("UPDATE faces SET age_photo = age, age_photo_low = age_low, age_photo_high = age_high, "
+                              "age_source = 'photo' WHERE age_photo IS NULL")
+            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.executescript(_INDEXES)  # idempotent: a kill before this point redoes it next open
+        self.conn.executescript(_VIEWS)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -237,15 +337,36 @@ class Index:
             [row[c] for c in cols],
         )
         photo_id = self.conn.execute("SELECT id FROM photos WHERE path = ?", (row["path"],)).fetchone()[0]
-        self.conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
-        if faces:
-            # executemany, not sqlite-utils' insert_all: that commits, and this must stay one transaction.
-            cols = ["photo_id", *faces[0]]
-            self.conn.executemany(
-                f"INSERT INTO faces ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                [[photo_id, *(face[c] for c in cols[1:])] for face in faces],
-            )
+        self._replace_faces(photo_id, faces)
         return photo_id
+
+    def _replace_faces(self, photo_id: int, faces: list[dict[str, Any]]) -> None:
+        """The photo's faces become `faces`. A face found again where it was (boxes overlapping by half or
+        more) is updated in place: it keeps its id, its person and the user's decisions about it."""
+        old = self.conn.execute('SELECT id, top, right, bottom, left FROM faces WHERE photo_id = ?',
+                                (photo_id,)).fetchall()
+        pairs = sorted(((_iou(o, f), oi, fi) for oi, o in enumerate(old) for fi, f in enumerate(faces)),
+                       reverse=True)
+        kept: dict[int, int] = {}  # new face -> old face id
+        used: set[int] = set()
+        for iou, oi, fi in pairs:
+            if iou >= 0.5 and oi not in used and fi not in kept:
+                kept[fi] = old[oi]["id"]
+                used.add(oi)
+        gone = [o["id"] for i, o in enumerate(old) if i not in used]
+        if gone:
+            self.conn.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in gone])
+        # idx is UNIQUE per photo: park the kept rows out of the way before renumbering them
+        self.conn.executemany("UPDATE faces SET idx = -1 - idx WHERE id = ?", [(i,) for i in kept.values()])
+        for fi, face in enumerate(faces):
+            cols = list(face)
+            if fi in kept:
+                self.conn.execute(f"UPDATE faces SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                                  [*(face[c] for c in cols), kept[fi]])
+            else:
+                # executemany/execute, not sqlite-utils' insert_all: that commits, and this is one transaction.
+                self.conn.execute(f"INSERT INTO faces (photo_id, {', '.join(cols)}) "
+                                  f"VALUES (?, {', '.join('?' for _ in cols)})", [photo_id, *(face[c] for c in cols)])
 
     def mark_missing(self, under: list[str], seen: set[str], *, prune: bool = False) -> int:
         """Photos under `under` that the walk did not see: marked `missing` (or deleted with prune)."""
@@ -287,14 +408,19 @@ class Index:
         sql = (
             "SELECT p.id AS photo_id, p.path, p.taken_at, p.face_count, p.model_id, fa.idx, fa.top, fa.right, "
             "fa.bottom, fa.left, fa.age, fa.age_low, fa.age_high, fa.age_group, fa.group_prob, fa.scheme, "
-            "fa.female_prob, fa.distribution FROM photos p JOIN faces fa ON fa.photo_id = p.id "
+            "fa.female_prob, fa.distribution, fa.person_distribution, fa.person_id, pe.name AS person, "
+            "fa.age_photo, fa.age_source FROM photos p JOIN faces fa ON fa.photo_id = p.id "
+            "LEFT JOIN people pe ON pe.id = fa.person_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.taken_at, p.path, fa.idx"
         )
         yield from self.conn.execute(sql, params)
 
     @staticmethod
     def _age_where(f: QueryFilters, where: list[str], params: list[Any]) -> None:
-        """Add the age filters, on faces aliased `fa`."""
+        """Add the face filters (age, person), on faces aliased `fa`."""
+        if f.person is not None:
+            where.append("fa.person_id IN (SELECT id FROM people WHERE name = ? OR CAST(id AS TEXT) = ?)")
+            params += [f.person, f.person]
         if f.min_age is not None:
             where.append("fa.age >= ?"); params.append(float(f.min_age))
         if f.max_age is not None:
@@ -359,8 +485,12 @@ class _Transaction:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+_BLOBS = frozenset({"distribution", "descriptor", "person_distribution", "path_bytes"})
+
+
 def row_json(row: sqlite3.Row) -> dict[str, Any]:
-    return {k: row[k] for k in row.keys() if k != "distribution"}
+    """A row's values for people to read: the binary columns left out."""
+    return {k: row[k] for k in row.keys() if k not in _BLOBS}
 
 
 __all__ += ["pack_distribution", "unpack_distribution", "row_json"]
@@ -374,6 +504,10 @@ class _FaceFilter:
         from .groups import get_scheme
 
         self.scheme = get_scheme(filters.scheme) if filters.scheme else None
+        if filters.person is not None and index.conn.execute(
+                "SELECT 1 FROM people WHERE name = ? OR CAST(id AS TEXT) = ?",
+                (filters.person, filters.person)).fetchone() is None:
+            raise PhototagError(f"no person {filters.person!r} in the index (phototag people lists them)")
         self.wanted: set[str] | None = None
         if filters.groups:
             names = self.scheme.names if self.scheme else sorted({r[0] for r in index.conn.execute(
@@ -392,9 +526,11 @@ class _FaceFilter:
 
         item = row_json(row)
         if self.scheme is not None and row["scheme"] != self.scheme.name and row["distribution"]:
-            e = estimate(unpack_distribution(row["distribution"]), self.scheme)
-            item.update(age_group=e.group, group_prob=round(e.group_prob, 4), scheme=self.scheme.name,
-                        age_low=e.low, age_high=e.high)
+            own = row["person_distribution"] is None
+            e = estimate(unpack_distribution(row["distribution" if own else "person_distribution"]), self.scheme)
+            item.update(age_group=e.group, group_prob=round(e.group_prob, 4), scheme=self.scheme.name)
+            if own:
+                item.update(age_low=e.low, age_high=e.high)
         if self.wanted is not None and item["age_group"] not in self.wanted:
             return None
         return item
@@ -414,13 +550,15 @@ def export(index: Index, filters: QueryFilters) -> Iterator[dict[str, Any]]:
     photos with a matching face come out; without one, every photo does: failed and missing ones
     too (their `status` and `error` say why), since an export is a full record of the index."""
     keep = _FaceFilter(index, filters)
-    face_filter = filters.groups or filters.min_age is not None or filters.max_age is not None
+    face_filter = (filters.groups or filters.min_age is not None or filters.max_age is not None
+                   or filters.person is not None)
     where, params = index._photo_where(filters, only_ok=bool(face_filter))
     sql = f"SELECT * FROM photos p WHERE {' AND '.join(where) or '1'} ORDER BY p.taken_at, p.path"
     face_where: list[str] = ["fa.photo_id = ?"]
     face_params: list[Any] = []
     index._age_where(filters, face_where, face_params)
-    face_sql = f"SELECT * FROM faces fa WHERE {' AND '.join(face_where)} ORDER BY fa.idx"
+    face_sql = (f"SELECT fa.*, pe.name AS person FROM faces fa LEFT JOIN people pe ON pe.id = fa.person_id "
+                f"WHERE {' AND '.join(face_where)} ORDER BY fa.idx")
     for photo in index.conn.execute(sql, params):  # one read snapshot while the statement is open
         item = {k: photo[k] for k in photo.keys() if k != "path_bytes"}
         found = []
@@ -438,6 +576,16 @@ def export(index: Index, filters: QueryFilters) -> Iterator[dict[str, Any]]:
 
 
 __all__ += ["query", "export"]
+
+
+def _iou(a: Any, b: Any) -> float:
+    """Overlap of two (top, right, bottom, left) boxes, as intersection over union."""
+    h = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
+    w = min(a["right"], b["right"]) - max(a["left"], b["left"])
+    if h <= 0 or w <= 0:
+        return 0.0
+    area = lambda r: (r["bottom"] - r["top"]) * (r["right"] - r["left"])  # noqa: E731
+    return h * w / (area(a) + area(b) - h * w)
 
 
 def _gone(path: str | bytes) -> bool:

@@ -24,15 +24,16 @@ from . import __version__, faces
 from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget
 from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import Scheme, estimate, get_scheme
-from .index import Index, pack_distribution, unpack_distribution
+from .index import Index, pack_distribution
 from .model import AgeModel
-from .tags import KEYWORD_PREFIX, NullWriter, TagRecord, Writer, content_hash
+from .people import update_people
+from .retag import PENDING, UNTAGGED, Retagger, regroup_faces
+from .tags import NullWriter, Writer, content_hash
 from .walk import StaleTemp, WalkError, walk
 
 __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
 
 
-UNTAGGED = "removed by untag"
 # Failures that say nothing about the file's content (permissions, a flaky disk, a write that raced
 # ours): tried again next run even when size and mtime are unchanged, as chmod leaves both alone.
 RETRIED = ("cannot read", "changed while it was being scanned")
@@ -70,6 +71,7 @@ class ScanOptions:
     follow_symlinks: bool = False
     scheme: str = "ten"
     prune: bool = False
+    people: bool = True  # group faces into people and date them (phototag.people)
 
     # --thorough: faces down to 80 px in a 4000 x 3000 photo (bench/: 97% found, at a third the speed).
     THOROUGH = {"detect_size": 2400, "upsample": 1}
@@ -89,6 +91,7 @@ class ScanSummary:
     missing: int = 0
     known_failures: int = 0  # skipped: failed before and unchanged since
     regrouped: int = 0  # tagged under a new scheme from stored distributions, without the model
+    retagged: int = 0  # not analysed, but tags rewritten from the index (people, names, birth dates)
     stale_removed: int = 0  # staged copies left by a killed run, deleted
     not_written: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -109,6 +112,8 @@ class ScanSummary:
             parts.append(f"{self.missing} missing")
         if self.regrouped:
             parts.append(f"{self.regrouped} regrouped")
+        if self.retagged:
+            parts.append(f"{self.retagged} re-tagged")
         if self.stale_removed:
             parts.append(f"{self.stale_removed} leftover temp files removed")
         text = ", ".join(parts) + f" in {self.seconds:.1f}s"
@@ -143,8 +148,10 @@ def _upsample(pixels: np.ndarray, detect_size: int) -> int:
 
 
 def analyse(path: str, detect_size: int, detector: str, upsample: int | None, min_face: int,
-            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True) -> Analysis:
-    """Decode, detect, align and describe every face of one photo (runs in a worker)."""
+            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True,
+            known: list[faces.Box] | None = None) -> Analysis:
+    """Decode, detect, align and describe every face of one photo (runs in a worker). With `known`
+    (full-resolution boxes from the index) nothing is detected: those faces are described again."""
     try:
         try:  # what the file is now, to tell at write time whether it changed under us
             st = os.stat(path)
@@ -155,13 +162,16 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
         d = decode(path, detect_size)
         if upsample is None:
             upsample = _upsample(d.pixels, detect_size)
-        boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
-                             min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score,
-                             verify_faces=verify)
+        if known is not None:
+            boxes = [b.scaled(1 / d.scale, d.pixels.shape[1], d.pixels.shape[0]) for b in known]
+        else:
+            boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
+                                 min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score,
+                                 verify_faces=verify)
         full_boxes: list[faces.Box] = []
         chips = []
         if boxes:
-            full_boxes = [b.scaled(d.scale, d.width, d.height) for b in boxes]
+            full_boxes = list(known) if known is not None else [b.scaled(d.scale, d.width, d.height) for b in boxes]
             if d.scale > 1.0001 and min(b.width for b in boxes) < CROP_FACE_PX:
                 # cut the faces from a copy only as large as they need
                 image, factor = load_for_crops(path, [b.width for b in full_boxes])
@@ -178,6 +188,10 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
         return Analysis(path, error="out of memory while decoding")
     except Exception as exc:  # noqa: BLE001 - one bad photo never stops a scan
         return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _known(boxes: list[faces.Box] | None) -> dict[str, Any]:
+    return {} if boxes is None else {"known": boxes}
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -215,16 +229,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _record(model: AgeModel, scheme: Scheme, boxes: list[faces.Box], ests: list,
-            size: tuple[int, int] | None = None) -> TagRecord:
-    """What goes into the photo: one keyword per group present (in the scheme's order), every face."""
-    groups = [g for g in scheme.names if any(e.group == g for e in ests)]
-    face_list = [{"box": b.as_list(), "age": round(e.age, 1), "interval": [e.low, e.high], "group": e.group,
-                  "p": round(e.group_prob, 2)} for b, e in zip(boxes, ests)]
-    return TagRecord(model=model.model_id, scheme=scheme.name, keywords=[KEYWORD_PREFIX + g for g in groups],
-                     faces=face_list, size=size)
-
-
 class _Scan:
     def __init__(self, roots, index: Index, model: AgeModel, writer: Writer, options: ScanOptions,
                  on_failure: Callable[[str, str], None], progress: Any) -> None:
@@ -237,7 +241,12 @@ class _Scan:
         self.pending: deque[Analysis] = deque()
         self.pending_faces = 0
         self.rows: list[tuple[dict, list]] = []
+        self.regroups: list[int] = []  # photo ids to regroup from the index, in the next transaction
+        self.handled: set[str] = set()  # index keys analysed or regrouped in this run
         self.last_commit = time.monotonic()
+        # Faces indexed by a version that kept no descriptors: described again from their boxes.
+        self.undescribed = {r[0] for r in index.conn.execute(
+            "SELECT DISTINCT photo_id FROM faces WHERE descriptor IS NULL")}
 
     # -- triage ------------------------------------------------------------------------------
 
@@ -255,8 +264,9 @@ class _Scan:
                            "scheme": self.scheme.name, "tags": None, "sha256": None}, []))
 
     def triage(self, path: str) -> str:
-        """'analyse' (run the model), 'skip' (the index has it as it is now), or 'done' (handled here:
-        regrouped under a new scheme, recognised as moved, or failed to stat)."""
+        """'analyse' (run the model), 'describe' (faces known, descriptors missing), 'skip' (the index
+        has it as it is now), or 'done' (handled here: regrouped under a new scheme or for new tags,
+        recognised as moved, or failed to stat)."""
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -270,6 +280,8 @@ class _Scan:
                 self.summary.known_failures += 1
                 return "skip"
             tags = str(row["tags"] or "")
+            if row["status"] == "ok" and row["id"] in self.undescribed:
+                return "describe"
             if row["model_id"] == self.model.model_id and not tags.startswith("failed"):
                 if row["scheme"] == self.scheme.name or tags == UNTAGGED:
                     return "skip"  # untagged by the user: stays so until scan --force
@@ -304,16 +316,14 @@ class _Scan:
         return "analyse"
 
     def regroup(self, path: str, row: Any) -> None:
-        """Same photo, same model, another scheme: new groups and tags from the stored distributions."""
-        face_rows = self.index.faces_of(path)
-        boxes = [faces.Box(f["top"], f["right"], f["bottom"], f["left"]) for f in face_rows]
-        dist = (np.array([unpack_distribution(f["distribution"]) for f in face_rows]) if face_rows
-                else np.zeros((0, 101), np.float32))
-        female = (np.array([f["female_prob"] for f in face_rows], dtype=np.float32)
-                  if face_rows and all(f["female_prob"] is not None for f in face_rows) else None)
-        a = Analysis(path, row["format"], row["width"], row["height"], row["taken_at"], boxes)
+        """Same photo, same model: new groups (another scheme) and new tags (its metadata changed, or
+        its last write failed) from the index, without the model."""
+        self.regroups.append(row["id"])
+        self.handled.add(row["path"])
         self.summary.regrouped += 1
-        self.finish(a, dist, female)
+        self.summary.tagged += 1
+        self.summary.faces += row["face_count"] or 0
+        self.flush_rows()
 
     # -- results -----------------------------------------------------------------------------
 
@@ -352,37 +362,12 @@ class _Scan:
         except (OSError, PhotoError):
             return False
 
-    def remove_old(self, a: Analysis) -> bool:
-        try:
-            target = write_target(a.path, self.real_roots)
-        except TagWriteError:
-            return False  # outside the roots: we wrote nothing there, and write nothing now
-        return self.writer.remove(target, a.format)
-
     def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
+        """Store what was found; the tags are written from the index once people are settled (retag)."""
         if a.seen is not None and _stat_key(a.path) != a.seen and not self._same_content(a):
             # Replaced or edited after the worker read it: these faces belong to the old file.
             self.fail(a.path, "changed while it was being scanned; left as it is (scanned again next run)")
             return
-        ests = [estimate(p, self.scheme) for p in dist]
-        try:
-            if a.boxes:
-                target = write_target(a.path, self.real_roots)
-                record = _record(self.model, self.scheme, a.boxes, ests, (a.width, a.height))
-                tags = self.writer.write(target, a.format, record)
-            else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
-                tags = "no faces" + (" (old tags removed)" if self.remove_old(a) else "")
-        except TagWriteError as exc:
-            tags = f"failed: {exc}"
-            self.summary.failures.append((a.path, str(exc)))
-            self.on_failure(a.path, str(exc))
-        except OSError as exc:
-            tags = f"failed: {exc.strerror or exc}"
-            self.summary.failures.append((a.path, tags[8:]))
-            self.on_failure(a.path, tags[8:])
-        if tags.startswith("not written"):
-            reason = tags[len("not written ("):-1]
-            self.summary.not_written[reason] = self.summary.not_written.get(reason, 0) + 1
         try:
             st = os.stat(a.path)
             digest, content = file_hashes(a.path)
@@ -394,34 +379,44 @@ class _Scan:
             "mtime_ns": st.st_mtime_ns, "format": a.format,
             "width": a.width, "height": a.height, "taken_at": a.taken_at, "scanned_at": _now(),
             "model_id": self.model.model_id, "scheme": self.scheme.name, "face_count": len(a.boxes),
-            "status": "ok", "tags": tags, "error": None,
+            "status": "ok", "tags": PENDING, "error": None, "retag": 1,
         }
         face_rows = []
-        for i, (b, e, p) in enumerate(zip(a.boxes, ests, dist)):
+        for i, (b, p) in enumerate(zip(a.boxes, dist)):
+            e = estimate(p, self.scheme)
+            desc = a.descriptors[i] if a.descriptors is not None and i < len(a.descriptors) else None
             face_rows.append({
                 "idx": i, "top": b.top, "right": b.right, "bottom": b.bottom, "left": b.left,
                 "age": round(e.age, 2), "age_low": e.low, "age_high": e.high, "age_group": e.group,
                 "group_prob": round(e.group_prob, 4), "scheme": self.scheme.name,
                 "female_prob": None if female is None else round(float(female[i]), 4),
                 "distribution": pack_distribution(p),
+                "descriptor": None if desc is None else np.asarray(desc, "<f4").tobytes(),
+                "age_photo": round(e.age, 2), "age_photo_low": e.low, "age_photo_high": e.high,
+                "age_source": "photo", "person_distribution": None,
             })
         self.rows.append((row, face_rows))
+        self.handled.add(Index.key(a.path))
         self.summary.tagged += 1
         self.summary.faces += len(a.boxes)
         self.flush_rows()
 
     def flush_rows(self, force: bool = False) -> None:
-        if not self.rows or (not force and len(self.rows) < 200 and time.monotonic() - self.last_commit < 2.0):
+        waiting = len(self.rows) + len(self.regroups)
+        if not waiting or (not force and waiting < 200 and time.monotonic() - self.last_commit < 2.0):
             return
         with self.index.transaction():
             for row, face_rows in self.rows:
                 self.index.upsert_photo(row, face_rows)
+            for photo_id in self.regroups:
+                regroup_faces(self.index, photo_id, self.scheme)
         self.rows.clear()
+        self.regroups.clear()
         self.last_commit = time.monotonic()
 
     # -- the run -----------------------------------------------------------------------------
 
-    def tasks(self) -> Iterable[str]:
+    def tasks(self) -> Iterable[tuple[str, list[faces.Box] | None]]:
         seen = self.seen
         inodes: set[tuple[int, int]] = set()
         for item in walk(self.roots, exclude=self.opt.exclude, follow_symlinks=self.opt.follow_symlinks):
@@ -446,10 +441,13 @@ class _Scan:
             except OSError:
                 pass  # triage names the problem
             verdict = self.triage(path)
-            if verdict == "analyse":
+            if verdict in ("analyse", "describe"):
                 self.progress.total = (self.progress.total or 0) + 1
                 self.progress.refresh()
-                yield path
+                known = None
+                if verdict == "describe":
+                    known = [faces.Box(f["top"], f["right"], f["bottom"], f["left"]) for f in self.index.faces_of(path)]
+                yield path, known
             elif verdict == "skip":
                 self.summary.skipped += 1
 
@@ -461,15 +459,15 @@ class _Scan:
         workers = o.workers or os.cpu_count() or 1
         try:
             if workers <= 1:
-                for path in self.tasks():
-                    self.take(analyse(path, *args))
+                for path, known in self.tasks():
+                    self.take(analyse(path, *args, **_known(known)))
             else:
                 with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                             initializer=_warm_worker) as pool:
                     try:
                         inflight: set[cf.Future] = set()
-                        for path in self.tasks():
-                            inflight.add(pool.submit(analyse, path, *args))
+                        for path, known in self.tasks():
+                            inflight.add(pool.submit(analyse, path, *args, **_known(known)))
                             if len(inflight) >= workers * 4:
                                 done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                                 for fut in done:
@@ -482,6 +480,9 @@ class _Scan:
             self.predict_pending()
             missing = self.index_missing()
             self.summary.missing = missing
+            if self.opt.people:
+                update_people(self.index)
+            self.write_tags()
         except (KeyboardInterrupt, Interrupted):
             self.summary.interrupted = True
         finally:
@@ -496,6 +497,18 @@ class _Scan:
                     "version": __version__, "model_id": self.model.model_id,
                 })
         return self.summary
+
+    def write_tags(self) -> None:
+        """Write the tags of every photo of this run marked for them, from the index (people settled)."""
+        tagger = Retagger(self.index, self.writer, self.model.model_id, self.real_roots, write_target,
+                          file_hashes, self.on_failure)
+        keys = {Index.key(p) for p in self.seen}
+        schemes = {self.scheme.name: self.scheme}
+        out = tagger.run(tagger.marked(keys), lambda name: schemes.setdefault(name, get_scheme(name)))
+        self.summary.failures += out.failures
+        for reason, n in out.not_written.items():
+            self.summary.not_written[reason] = self.summary.not_written.get(reason, 0) + n
+        self.summary.retagged += sum(Index.key(p) not in self.handled for p in out.written)
 
     def index_missing(self) -> int:
         self.flush_rows(force=True)

@@ -23,6 +23,7 @@ __all__ = ["SidecarWriter", "sidecar_path", "read_sidecar", "SidecarContent", "S
 # Where a photo's sidecar lives: `IMG_0042.jpg.xmp` (darktable, digiKam) or `IMG_0042.xmp` (Lightroom).
 STYLES = ("append", "replace")
 HIERARCHY = ("People", "Age group")  # People|Age group|Toddler
+PEOPLE = "People"  # People|Alice
 
 NS = {
     "x": "adobe:ns:meta/",
@@ -78,21 +79,30 @@ class _Ours:
     subject: tuple[str, ...]
     hierarchical: tuple[str, ...]
     tagslist: tuple[str, ...]
-    regions: tuple[tuple[str, str, str, str, str], ...]  # name, x, y, w, h (normalised, as strings)
+    regions: tuple[tuple[str, str, str, str, str, str], ...]  # name, x, y, w, h (normalised), description
     size: tuple[int, int] | None
 
     @classmethod
     def of(cls, keywords: list[str], groups: list[str], faces: list[dict[str, Any]],
            size: tuple[int, int] | None) -> "_Ours":
         regions = []
+        names: list[str] = []
         if size:
             w, h = size
             for f in faces:
                 top, right, bottom, left = f["box"]
                 area = ((left + right) / 2 / w, (top + bottom) / 2 / h, (right - left) / w, (bottom - top) / h)
-                regions.append((f"{f['group']} (~{f['age']:.0f})", *(f"{v:.5f}" for v in area)))
-        return cls(tuple(keywords), tuple("|".join((*HIERARCHY, g)) for g in groups),
-                   tuple("/".join((*HIERARCHY, g)) for g in groups), tuple(regions), size)
+                # Photo managers (digiKam, Immich) make a person of every region Name: only a person's
+                # real name goes there, never the age group.
+                regions.append((f.get("person") or "", *(f"{v:.5f}" for v in area),
+                                f"{f['group']} (~{f['age']:.0f})"))
+        for f in faces:
+            if f.get("person") and f["person"] not in names:
+                names.append(f["person"])
+        people = [(PEOPLE, n) for n in names]
+        paths = [(*HIERARCHY, g) for g in groups] + people
+        return cls(tuple(keywords), tuple("|".join(p) for p in paths), tuple("/".join(p) for p in paths),
+                   tuple(regions), size)
 
     def record(self, photo: str, added: dict[str, list]) -> str:
         return json.dumps({"phototag": _RECORD_VERSION, "photo": photo, **added}, ensure_ascii=True,
@@ -285,15 +295,17 @@ def _add_ours(rdf: ET.Element, ours: _Ours) -> dict[str, list]:
         box = _container(rlist, RDF_BAG)
         have = {_region_key(li) for li in box.findall(RDF_LI)}
         added["regions"] = []
-        for name, x, y, w, h in ours.regions:
+        for name, x, y, w, h, description in ours.regions:
             if (name, x, y, w, h) in have:
                 continue
             li = ET.SubElement(box, RDF_LI, {PARSE_TYPE: "Resource"})
             ET.SubElement(li, _q("mwg-rs", "Area"), {_q("stArea", "x"): x, _q("stArea", "y"): y,
                                                       _q("stArea", "w"): w, _q("stArea", "h"): h,
                                                       _q("stArea", "unit"): "normalized"})
-            ET.SubElement(li, _q("mwg-rs", "Name")).text = name
+            if name:
+                ET.SubElement(li, _q("mwg-rs", "Name")).text = name
             ET.SubElement(li, _q("mwg-rs", "Type")).text = "Face"
+            ET.SubElement(li, _q("mwg-rs", "Description")).text = description
             added["regions"].append([name, x, y, w, h])
     return added
 
@@ -332,7 +344,8 @@ def read_sidecar(path: str | Path) -> SidecarContent:
                 if key:
                     out.regions.append({"name": key[0], "x": float(key[1] or 0), "y": float(key[2] or 0),
                                         "w": float(key[3] or 0), "h": float(key[4] or 0),
-                                        "type": _field(_struct_fields(li), "mwg-rs", "Type")})
+                                        "type": _field(_struct_fields(li), "mwg-rs", "Type"),
+                                        "description": _field(_struct_fields(li), "mwg-rs", "Description")})
     return out
 
 

@@ -65,10 +65,13 @@ def test_export_jsonl_has_every_column_of_every_photo_and_face(scanned):
         assert p == row
         stored = index_rows(db, f"SELECT * FROM faces WHERE photo_id = {row['id']} ORDER BY idx")
         assert [f["id"] for f in faces] == [f["id"] for f in stored]
+        binary = {"distribution", "descriptor", "person_distribution"}
         for f, s in zip(faces, stored):
-            assert {k: v for k, v in f.items() if k != "distribution"} == \
-                {k: v for k, v in s.items() if k != "distribution"}
+            # every column but the binary ones (the descriptor is the index's business), plus the person's name
+            assert {k: v for k, v in f.items() if k not in binary} == \
+                {**{k: v for k, v in s.items() if k not in binary}, "person": None}
             assert len(f["distribution"]) == 101 and sum(f["distribution"]) == pytest.approx(1, abs=0.01)
+            assert f["person_id"] is not None and f["age_photo"] is not None and f["age"] is not None
     broken = next(p for p in photos if p["path"].endswith("broken.jpg"))
     assert broken["status"] == "failed" and broken["error"]
 
@@ -122,7 +125,8 @@ def test_views_answer_the_readme_queries_through_sqlite_utils(scanned):
                           "-p", "g", "Adult")
     assert len(adults) == len(index_rows(db, "SELECT id FROM faces WHERE age_group = 'Adult'")) > 0
     fks = sqlite_utils("query", str(db), "select * from pragma_foreign_key_list('faces')")
-    assert [(f["table"], f["from"], f["to"]) for f in fks] == [("photos", "photo_id", "id")]
+    assert sorted((f["table"], f["from"], f["to"]) for f in fks) == [("people", "person_id", "id"),
+                                                                     ("photos", "photo_id", "id")]
 
 
 def test_contact_sheet_lays_out_the_matching_faces(scanned, tmp_path, astronaut):

@@ -169,7 +169,8 @@ def test_query_stats_show(library, db, tmp_path):
     rows = json.loads(run("query", "--db", db, "--since", "2019-01-01", "--format", "json").stdout)
     assert {r["path"] for r in rows} == {f"{library}/2019/GROUP.JPG"}
     csv_out = run("query", "--db", db, "--min-faces", "2", "--format", "csv").stdout.splitlines()
-    assert csv_out[0] == "path,taken_at,idx,age,age_low,age_high,age_group,group_prob,scheme" and len(csv_out) == 3
+    assert csv_out[0] == ("path,taken_at,idx,age,age_low,age_high,age_group,group_prob,scheme,person_id,person,"
+                          "age_photo") and len(csv_out) == 3
     assert run("query", "--db", db, "--group", "Gremlin").stderr.startswith("Error: unknown group 'Gremlin'")
     s = json.loads(run("stats", "--db", db, "--json").stdout)
     assert s["photos"] == 7 and s["faces"] == 4 and s["photos_by_status"] == {"failed": 3, "ok": 4}

@@ -1,0 +1,181 @@
+"""`phototag people`: list, show, name, merge and correct the people phototag found.
+
+Each command parses its options, calls one function of `phototag.people` and prints. Changes take the
+scan lock (exit code 3 while a scan runs) and are one transaction each; the photos' tags follow at the
+next scan, from the index, without the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from .errors import PhototagError
+
+people_app = typer.Typer(help="The people in your photos: list, show, name, merge, correct.",
+                         invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
+
+DbOption = typer.Option(None, "--db", help="Index file. Default: $PHOTOTAG_DB, else phototag.db in the user data folder.",
+                        show_default=False)
+FormatOption = typer.Option("table", "--format", "-f", help="Output: table or json.")
+
+
+def _fatal(exc: PhototagError) -> typer.Exit:
+    typer.echo(f"Error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _open(db: Optional[Path], *, write: bool = False):
+    from .cli import _db
+    from .index import Index
+
+    index = Index(_db(db), create=False)
+    if write:
+        try:
+            index.lock()
+        except PhototagError:
+            index.close()
+            raise
+    return index
+
+
+def _born(p: dict[str, Any]) -> str:
+    if not p["born"]:
+        return "-"
+    if p["born_given"]:
+        return f"{p['born']} (given)"
+    text = f"~{p['born'][:7]} ({p['born_low'][:7]} to {p['born_high'][:7]})"
+    return text + (" conflict: two people?" if p["conflict"] else "")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+    for r in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def age_range(face: dict[str, Any]) -> str:
+    """A face's 80 % age range as shown: 'exact' when its person's birth date was given."""
+    if face.get("age_source") == "birth":
+        return "exact"
+    return f"{face['age_low']:g}-{face['age_high']:g}"
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise _fatal(PhototagError(f"unknown format {fmt!r}: use table or json"))
+
+
+@people_app.callback()
+def people(ctx: typer.Context, db: Optional[Path] = DbOption,
+           min_faces: int = typer.Option(2, "--min-faces", min=1, help="List people with at least this many "
+                                         "faces (named people are always listed)."),
+           format: str = FormatOption) -> None:
+    """List the people found: id, name, faces, photos, first and last date, and the birth date (given,
+    or estimated with its 80 % interval)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .people import list_people
+
+    _check_format(format)
+    try:
+        with _open(db) as index:
+            rows = list_people(index, min_faces=min_faces)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    if format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    _table(["id", "name", "faces", "photos", "first", "last", "born"],
+           [[str(p["id"]), p["name"] or "-", str(p["faces"]), str(p["photos"]), p["first"] or "-", p["last"] or "-",
+             _born(p)] for p in rows])
+
+
+@people_app.command("show")
+def show(person: str = typer.Argument(..., help="The person's id or name."), db: Optional[Path] = DbOption,
+         sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write their faces as a contact sheet "
+                                              "(.jpg or .png), oldest first."),
+         format: str = FormatOption) -> None:
+    """One person's faces over the years, oldest first, each with its date and age."""
+    from .groups import get_scheme
+    from .people import person_faces
+    from .sheet import SheetOptions, contact_sheet
+
+    _check_format(format)
+    try:
+        with _open(db) as index:
+            info, faces = person_faces(index, person)
+        if format == "json":
+            typer.echo(json.dumps({**info, "faces": faces}, indent=2))
+        else:
+            typer.echo(f"person {info['id']}: {info['name'] or '(no name)'}, {info['faces']} faces in "
+                       f"{info['photos']} photos, born {_born(info)}")
+            _table(["face", "taken", "age", "range", "group", "own estimate", "path"],
+                   [[str(f["face_id"]), (f["taken_at"] or "-")[:10], f"{f['age']:.1f}",
+                     age_range(f), f["age_group"] or "-", f"{f['age_photo']:.1f}",
+                     f["path"]] for f in faces])
+        if sheet is not None:
+            names = get_scheme(faces[0]["scheme"] if faces else None).names
+            title = info["name"] or f"person {info['id']}"
+            result = contact_sheet(faces, sheet, names, SheetOptions(title=title),
+                                   on_skip=lambda p, r: typer.echo(f"phototag: {p}: {r}", err=True))
+            typer.echo(f"{result.faces} faces on {result.path}", err=format == "json")
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+
+
+def _done(info: dict[str, Any], what: str) -> None:
+    typer.echo(f"person {info['id']}: {info['name'] or '(no name)'}, {info['faces']} faces, born {_born(info)}; "
+               f"{what}; tags follow at the next scan")
+
+
+@people_app.command("name")
+def name(person: str = typer.Argument(..., help="The person's id or name."),
+         new_name: Optional[str] = typer.Argument(None, metavar="NAME", help="Their name."),
+         born: Optional[str] = typer.Option(None, "--born", help="Their birth date, YYYY-MM-DD: makes every "
+                                            "age of theirs exact."),
+         db: Optional[Path] = DbOption) -> None:
+    """Give a person a name, a birth date, or both. Later scans never undo it."""
+    from .people import name_person
+
+    try:
+        with _open(db, write=True) as index:
+            info = name_person(index, person, new_name, born)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    _done(info, "named" if born is None else "named and dated" if new_name else "dated")
+
+
+@people_app.command("merge")
+def merge(person: str = typer.Argument(..., help="The person to keep (id or name)."),
+          others: List[str] = typer.Argument(..., help="The people who are the same person (ids or names)."),
+          db: Optional[Path] = DbOption) -> None:
+    """The others are the same person as the first: their faces join it, for good."""
+    from .people import merge_people
+
+    try:
+        with _open(db, write=True) as index:
+            info = merge_people(index, person, others)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    _done(info, f"merged {len(others)} into it")
+
+
+@people_app.command("remove")
+def remove(person: str = typer.Argument(..., help="The person (id or name)."),
+           face: List[int] = typer.Option(..., "--face", help="A face that is not this person (repeatable; "
+                                          "`people show` lists face ids)."),
+           db: Optional[Path] = DbOption) -> None:
+    """Take faces out of a person: they never go back to them, and are grouped again elsewhere."""
+    from .people import remove_face
+
+    try:
+        with _open(db, write=True) as index:
+            info = remove_face(index, person, face)
+    except PhototagError as exc:
+        raise _fatal(exc) from None
+    _done(info, f"{len(face)} face{'s' if len(face) != 1 else ''} taken out")

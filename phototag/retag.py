@@ -1,0 +1,152 @@
+"""Tags from the index: what goes into a photo is rebuilt from its rows, never from the model.
+
+A scan stores each photo's faces first and marks the photo `retag`; the people update then settles
+who is in it and how old they are; only then are the tags written, once, from the rows. A new scheme,
+a merge, a name or a birth date takes the same path: the rows change, the photo is marked, and the
+next scan rewrites its tags atomically, without the model.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import TagWriteError
+from .groups import Estimate, Scheme, estimate
+from .index import Index, unpack_distribution
+from .tags import KEYWORD_PREFIX, TagRecord, Writer
+
+__all__ = ["used_estimate", "photo_record", "Retagger", "regroup_faces", "PENDING", "UNTAGGED"]
+
+PENDING = "pending"  # the `tags` of a photo whose tags are still to be written from the index
+UNTAGGED = "removed by untag"  # the `tags` of a photo the user untagged: left so until scan --force
+
+
+def used_estimate(face: sqlite3.Row, scheme: Scheme) -> Estimate:
+    """The estimate phototag uses for a face under `scheme`: its person's when the index says so
+    (age and interval as stored, group from the person's distribution), else its own."""
+    if face["person_distribution"] is not None and face["age_source"] in ("person", "birth"):
+        e = estimate(unpack_distribution(face["person_distribution"]), scheme)
+        return replace(e, age=float(face["age"]), low=face["age_low"], high=face["age_high"])
+    return estimate(unpack_distribution(face["distribution"]), scheme)
+
+
+def photo_record(model_id: str, scheme: Scheme, faces: list[sqlite3.Row], size: tuple[int, int] | None
+                 ) -> TagRecord:
+    """What goes into the photo: a keyword per age group present (in the scheme's order), a keyword
+    per named person, and every face with its box, age, group and, when named, its person."""
+    ests = [used_estimate(f, scheme) for f in faces]
+    groups = [g for g in scheme.names if any(e.group == g for e in ests)]
+    names: list[str] = []
+    face_list = []
+    for f, e in zip(faces, ests):
+        item = {"box": [f["top"], f["right"], f["bottom"], f["left"]], "age": round(e.age, 1),
+                "interval": [_num(e.low), _num(e.high)], "group": e.group, "p": round(e.group_prob, 2)}
+        if f["person"]:
+            item["person"] = f["person"]
+            if f["person"] not in names:
+                names.append(f["person"])
+        face_list.append(item)
+    return TagRecord(model=model_id, scheme=scheme.name, keywords=[KEYWORD_PREFIX + g for g in groups] + names,
+                     faces=face_list, size=size)
+
+
+def _num(v: Any) -> float | int:
+    return int(v) if float(v).is_integer() else round(float(v), 1)
+
+
+def regroup_faces(index: Index, photo_id: int, scheme: Scheme) -> None:
+    """Regroup a photo's faces under `scheme` from their stored distributions, and mark it for new tags."""
+    faces = index.conn.execute("SELECT * FROM faces WHERE photo_id = ?", (photo_id,)).fetchall()
+    for f in faces:
+        e = used_estimate(f, scheme)
+        index.conn.execute("UPDATE faces SET age_group = ?, group_prob = ?, scheme = ? WHERE id = ?",
+                           (e.group, round(e.group_prob, 4), scheme.name, f["id"]))
+    index.conn.execute("UPDATE photos SET scheme = ?, retag = 1 WHERE id = ?", (scheme.name, photo_id))
+
+
+@dataclass
+class RetagOutcome:
+    """What writing the marked photos' tags did."""
+
+    written: list[str] = field(default_factory=list)  # paths whose tags were (re)written or checked
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    not_written: dict[str, int] = field(default_factory=dict)
+
+
+class Retagger:
+    """Writes the tags of photos marked `retag`, from their rows, and records what happened."""
+
+    def __init__(self, index: Index, writer: Writer, model_id: str, real_roots: list[str],
+                 write_target: Callable[[str, list[str]], Path], file_hashes: Callable[[str], tuple[str, str]],
+                 on_failure: Callable[[str, str], None]) -> None:
+        self.index, self.writer, self.model_id = index, writer, model_id
+        self.real_roots, self.write_target, self.file_hashes = real_roots, write_target, file_hashes
+        self.on_failure = on_failure
+
+    def marked(self, keys: set[str] | None = None) -> list[sqlite3.Row]:
+        """The photos marked for new tags (only those whose key is in `keys`, when given)."""
+        rows = self.index.conn.execute(
+            "SELECT * FROM photos WHERE retag = 1 AND status = 'ok' AND tags IS NOT ? ORDER BY path",
+            (UNTAGGED,)).fetchall()
+        return [r for r in rows if keys is None or r["path"] in keys]
+
+    def run(self, photos: Iterable[sqlite3.Row], scheme_of: Callable[[str], Scheme]) -> RetagOutcome:
+        out = RetagOutcome()
+        batch: list[tuple[Any, ...]] = []
+        for photo in photos:
+            path = Index.fs_path(photo)
+            tags = self._write(photo, path, scheme_of(photo["scheme"]), out)
+            try:
+                st = os.stat(path)
+                digest, content = self.file_hashes(path)
+            except OSError:
+                continue  # gone meanwhile: the next scan marks it missing
+            batch.append((tags, digest, content, st.st_size, st.st_mtime_ns, photo["id"]))
+            out.written.append(path)
+            if len(batch) >= 200:
+                self._commit(batch)
+        self._commit(batch)
+        return out
+
+    def _write(self, photo: sqlite3.Row, path: str, scheme: Scheme, out: RetagOutcome) -> str:
+        faces = self.index.conn.execute(
+            "SELECT fa.*, pe.name AS person FROM faces fa LEFT JOIN people pe ON pe.id = fa.person_id "
+            "WHERE fa.photo_id = ? ORDER BY fa.idx", (photo["id"],)).fetchall()
+        try:
+            if faces:
+                target = self.write_target(path, self.real_roots)
+                size = (photo["width"], photo["height"]) if photo["width"] else None
+                tags = self.writer.write(target, photo["format"], photo_record(self.model_id, scheme, faces, size))
+            else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
+                tags = "no faces" + (" (old tags removed)" if self._remove_old(path, photo["format"]) else "")
+        except TagWriteError as exc:
+            tags = f"failed: {exc}"
+            out.failures.append((path, str(exc)))
+            self.on_failure(path, str(exc))
+        except OSError as exc:
+            tags = f"failed: {exc.strerror or exc}"
+            out.failures.append((path, tags[8:]))
+            self.on_failure(path, tags[8:])
+        if tags.startswith("not written"):
+            reason = tags[len("not written ("):-1]
+            out.not_written[reason] = out.not_written.get(reason, 0) + 1
+        return tags
+
+    def _remove_old(self, path: str, fmt: str) -> bool:
+        try:
+            target = self.write_target(path, self.real_roots)
+        except TagWriteError:
+            return False  # outside the roots: we wrote nothing there, and write nothing now
+        return self.writer.remove(target, fmt)
+
+    def _commit(self, batch: list[tuple[Any, ...]]) -> None:
+        if not batch:
+            return
+        with self.index.transaction() as conn:
+            conn.executemany("UPDATE photos SET tags = ?, sha256 = ?, content_sha256 = ?, size = ?, mtime_ns = ?, "
+                             "retag = 0 WHERE id = ?", batch)
+        batch.clear()

@@ -1,0 +1,388 @@
+"""People: real faces of two real people grouped exactly, their birth dates, ages that agree, the user's
+decisions kept across scans, tags read back by exiftool, an old index upgraded, and kills mid-update."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from phototag.births import YEAR_DAYS, estimate_birth, usable_day
+from phototag.cli import app
+
+from .conftest import exiftool
+from .people_photos import FAMILY, make_family
+
+runner = CliRunner()
+TODAY = dt.date.today()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def rows(db: Path, sql: str, *params) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(sql, params)]
+    finally:
+        con.close()
+
+
+def people_by_photo(db: Path) -> dict[frozenset[str], int]:
+    """Each person as the set of photo names their faces are in."""
+    found: dict[int, set[str]] = {}
+    for r in rows(db, "SELECT f.person_id, p.path FROM faces f JOIN photos p ON p.id = f.photo_id"):
+        found.setdefault(r["person_id"], set()).add(Path(r["path"]).name)
+    return {frozenset(v): k for k, v in found.items()}
+
+
+def photos_of(who: str) -> frozenset[str]:
+    return frozenset(Path(n).name for n, (w, _) in FAMILY.items() if who in w)
+
+
+@pytest.fixture(scope="module")
+def family_scan(tmp_path_factory):
+    """The family library scanned once (read-only for the tests that use it: they copy it)."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("family")
+    lib = make_family(root / "photos", data.astronaut())
+    db = root / "i.db"
+    r = run("scan", lib, "--db", db, "--workers", "1", "--sidecar")
+    assert r.exit_code == 0, r.output
+    assert "7 tagged, 8 faces, 0 failed" in r.stdout
+    return lib, db
+
+
+@pytest.fixture
+def family(family_scan, tmp_path):
+    import shutil
+
+    lib, db = family_scan
+    shutil.copytree(lib, tmp_path / "photos", copy_function=shutil.copy2)
+    new_db = tmp_path / "i.db"
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(new_db)
+    src.backup(dst)
+    src.close()
+    dst.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(lib), str(tmp_path / "photos")))
+    dst.commit()
+    dst.close()
+    return tmp_path / "photos", new_db
+
+
+def person_id(db: Path, who: str) -> int:
+    return people_by_photo(db)[photos_of(who)]
+
+
+# -- grouping and birth dates ----------------------------------------------------------------------
+
+def test_two_real_people_are_grouped_exactly(family):
+    lib, db = family
+    groups = people_by_photo(db)
+    assert set(groups) == {photos_of("A"), photos_of("B")}  # two faces in one photo: two people
+    r = run("people", "--db", db, "--format", "json")
+    assert r.exit_code == 0, r.output
+    listed = {p["id"]: p for p in json.loads(r.stdout)}
+    alice, bob = listed[groups[photos_of("A")]], listed[groups[photos_of("B")]]
+    assert (alice["faces"], alice["photos"], alice["first"], alice["last"]) == (5, 5, "2019-01-01", "2020-01-12")
+    assert (bob["faces"], bob["photos"], bob["birth_faces"]) == (3, 3, 3)
+    assert alice["birth_faces"] == 4  # the undated scan says nothing about her birth
+    for p in (alice, bob):
+        assert p["born_low"] <= p["born"] <= p["born_high"] and not p["born_given"] and not p["conflict"]
+    r = run("people", "--db", db)
+    assert r.stdout.splitlines()[0].split() == ["id", "name", "faces", "photos", "first", "last", "born"]
+
+
+def test_ages_agree_with_the_person_and_an_undated_face_keeps_its_own(family):
+    lib, db = family
+    faces = rows(db, "SELECT f.*, p.path, p.taken_at FROM faces f JOIN photos p ON p.id = f.photo_id "
+                     "WHERE f.person_id = ?", person_id(db, "A"))
+    person = rows(db, "SELECT * FROM people WHERE id = ?", person_id(db, "A"))[0]
+    born = dt.date.fromisoformat(person["birth_est"])
+    for f in faces:
+        if f["taken_at"] is None:
+            assert f["age_source"] == "photo" and f["age"] == f["age_photo"]
+            continue
+        assert f["age_source"] == "person"
+        taken = dt.date.fromisoformat(f["taken_at"][:10])
+        assert f["age"] == pytest.approx((taken - born).days / YEAR_DAYS, abs=0.05)
+        assert f["age_high"] - f["age_low"] < f["age_photo_high"] - f["age_photo_low"] + 1  # sharper
+    # one person, one birth date: the ages differ exactly as the dates do
+    dated = sorted((f["taken_at"], f["age"]) for f in faces if f["taken_at"])
+    (t0, a0), (t1, a1) = dated[0], dated[-1]
+    span = (dt.date.fromisoformat(t1[:10]) - dt.date.fromisoformat(t0[:10])).days / YEAR_DAYS
+    assert a1 - a0 == pytest.approx(span, abs=0.02)
+
+
+def test_naming_with_a_birth_date_makes_ages_exact_and_the_tags_follow(family, reliability):
+    lib, db = family
+    alice = person_id(db, "A")
+    r = run("people", "name", alice, "Alice", "--born", "1985-04-02", "--db", db)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"person {alice}: Alice, 5 faces, born 1985-04-02 (given)")
+    garden = rows(db, "SELECT f.* FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.path LIKE ?",
+                  "%alice-garden.jpg")[0]
+    assert garden["age_source"] == "birth"
+    assert garden["age"] == pytest.approx((dt.date(2019, 6, 1) - dt.date(1985, 4, 2)).days / YEAR_DAYS, abs=0.01)
+    assert garden["age_group"] == "Adult"  # 34 completed years
+    r = run("query", "--db", db, "--person", "alice", "--min-age", 34, "--max-age", 35, "--format", "paths")
+    assert sorted(Path(p).name for p in r.stdout.split()) == ["alice-garden.jpg", "alice-winter.jpg", "together.jpg"]
+    # the next scan rewrites the tags from the index, without the model
+    r = run("scan", lib, "--db", db, "--workers", "1", "--sidecar")
+    assert r.exit_code == 0, r.output
+    assert "0 tagged" in r.stdout and "5 re-tagged" in r.stdout
+    together = lib / "2019" / "08" / "together.jpg"
+    keywords = exiftool("-XPKeywords", "-s3", str(together)).strip().split(";")
+    assert "Alice" in keywords and "Age group: Adult" in keywords
+    side = json.loads(exiftool("-j", "-struct", "-G1", str(together) + ".xmp"))[0]
+    regions = side["XMP-mwg-rs:RegionInfo"]["RegionList"]
+    assert [g.get("Name") for g in regions] == [None, "Alice"]  # Bob has no name yet: no made-up one
+    assert all("~" not in (g.get("Name") or "") for g in regions)
+    assert regions[1]["Description"] == "Adult (~34)"
+    assert "People|Alice" in side["XMP-lr:HierarchicalSubject"]
+    assert "People/Alice" in side["XMP-digiKam:TagsList"]
+    record = json.loads(exiftool("-UserComment", "-s3", str(together)))
+    assert [f.get("person") for f in record["faces"]] == [None, "Alice"]
+    reliability("a person named with a birth date, then a scan", 1,
+                "ages exact; EXIF keywords, region names and hierarchical keywords rewritten without the model")
+
+
+def test_the_users_decisions_survive_a_forced_rescan(family, reliability):
+    lib, db = family
+    alice, bob = person_id(db, "A"), person_id(db, "B")
+    assert run("people", "name", alice, "Alice", "--db", db).exit_code == 0
+    winter = rows(db, "SELECT f.id FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.path LIKE ?",
+                  "%alice-winter.jpg")[0]["id"]
+    r = run("people", "remove", "Alice", "--face", winter, "--db", db)
+    assert r.exit_code == 0, r.output
+    assert "1 face taken out" in r.stdout
+    moved = rows(db, "SELECT person_id FROM faces WHERE id = ?", winter)[0]["person_id"]
+    assert moved not in (None, alice)  # grouped again, never back into Alice
+    r = run("people", "merge", bob, moved, "--db", db)
+    assert r.exit_code == 0, r.output  # the user says the winter face is Bob's (it is not: theirs to say)
+    before = rows(db, "SELECT id, person_id FROM faces ORDER BY id")
+    r = run("scan", lib, "--db", db, "--workers", "1", "--force")
+    assert r.exit_code == 0, r.output
+    assert rows(db, "SELECT id, person_id FROM faces ORDER BY id") == before  # same faces, same people
+    assert rows(db, "SELECT name FROM people WHERE id = ?", alice)[0]["name"] == "Alice"
+    assert rows(db, "SELECT face_id, person_id FROM face_exclusions") == [{"face_id": winter, "person_id": alice}]
+    reliability("the user's names, merges and removals, then scan --force", 1, "all kept: same faces, same people")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["merge", "{a}", "{a}"], "cannot merge person {a} with itself"),
+    (["merge", "{a}", "999"], "no person '999' in the index (phototag people lists them)"),
+    (["show", "Nobody"], "no person 'Nobody' in the index (phototag people lists them)"),
+    (["name", "{a}", "  "], "a name cannot be empty"),
+    (["name", "{b}", "ALICE"], "person {a} is already called 'Alice': if they are one, merge them "
+                               "(phototag people merge {a} {b}) or choose another name"),
+    (["name", "{a}", "--born", "2019-05-01"], "birth date 2019-05-01 is after one of their photos (2019-01-01, "
+                                             "{lib}/2019/01/alice-new-year.jpg)"),
+    (["name", "{a}", "--born", "2999-01-01"], "birth date 2999-01-01 is in the future"),
+    (["name", "{a}", "--born", "1985-13-01"], "malformed date '1985-13-01': month must be in 1..12"),
+    (["name", "{a}", "--born", "02/04/1985"], "malformed date '02/04/1985': use YYYY-MM-DD"),
+    (["remove", "{a}", "--face", "99999"], "no face 99999 in the index"),
+    (["remove", "{b}", "--face", "{alice_face}"], "face {alice_face} is not in person {b}"),
+])
+def test_bad_people_commands_say_why_and_change_nothing(family, args, message):
+    lib, db = family
+    a, b = person_id(db, "A"), person_id(db, "B")
+    assert run("people", "name", a, "Alice", "--db", db).exit_code == 0
+    alice_face = rows(db, "SELECT id FROM faces WHERE person_id = ?", a)[0]["id"]
+    values = {"a": a, "b": b, "alice_face": alice_face, "lib": lib}
+    dump = "\n".join(sqlite3.connect(db).iterdump())
+    r = run("people", *(x.format(**values) for x in args), "--db", db)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == "Error: " + message.format(**values)
+    assert "\n".join(sqlite3.connect(db).iterdump()) == dump
+
+
+def test_merging_two_faces_of_one_photo_is_refused(family):
+    lib, db = family
+    a, b = person_id(db, "A"), person_id(db, "B")
+    r = run("people", "merge", a, b, "--db", db)
+    assert r.exit_code == 2
+    assert r.output.strip() == f"Error: they are two faces in one photo ({lib}/2019/08/together.jpg): not one person"
+
+
+# -- the index -------------------------------------------------------------------------------------
+
+def test_an_old_index_is_upgraded_in_place_and_described_without_detecting(family, tmp_path, monkeypatch,
+                                                                            reliability):
+    """An index made by version 0.1.0 (schema 1): every row and value kept; the faces get descriptors
+    from their stored boxes at the next scan, without running the detector."""
+    from phototag import faces as faces_mod
+    from phototag.index import SCHEMA_VERSION, Index
+
+    lib, new = family
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.executescript((Path(__file__).parent / "data" / "index-v1.sql").read_text())
+    v1_photos = [c[1] for c in con.execute("PRAGMA table_info(photos)")]
+    v1_faces = [c[1] for c in con.execute("PRAGMA table_info(faces)")]
+    src = sqlite3.connect(new)
+    for table, cols in (("photos", v1_photos), ("faces", v1_faces)):
+        data = src.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
+        con.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", data)
+    con.execute("UPDATE faces SET age = age_low + 0.5")  # values only the old index has
+    con.commit()
+    before = {t: con.execute(f"SELECT {', '.join(c)} FROM {t} ORDER BY id").fetchall()
+              for t, c in (("photos", v1_photos), ("faces", v1_faces))}
+    con.close()
+    with Index(old) as index:
+        assert index.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+            str(SCHEMA_VERSION)
+        for t, c in (("photos", v1_photos), ("faces", v1_faces)):
+            assert [tuple(r) for r in index.conn.execute(f"SELECT {', '.join(c)} FROM {t} ORDER BY id")] == before[t]
+        assert index.conn.execute("SELECT count(*) FROM faces WHERE age_photo = age AND descriptor IS NULL "
+                                  "AND person_id IS NULL").fetchone()[0] == 8
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("faces were detected again")
+
+    monkeypatch.setattr(faces_mod, "detect", no_detection)
+    r = run("scan", lib, "--db", old, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    got = {r["id"]: r for r in rows(old, "SELECT id, descriptor FROM faces")}
+    want = {r["id"]: r for r in rows(new, "SELECT id, descriptor FROM faces")}
+    for face_id, w in want.items():
+        d = np.frombuffer(got[face_id]["descriptor"], "<f4")
+        assert np.linalg.norm(d - np.frombuffer(w["descriptor"], "<f4")) < 1e-4
+    assert set(people_by_photo(old)) == {photos_of("A"), photos_of("B")}
+    reliability("an index made by the previous version", 1,
+                "upgraded in place, every row kept; descriptors from stored boxes, no detection")
+
+
+KILL_SCRIPT = """
+import sys, time
+from phototag.index import Index
+from phototag.people import update_people
+with Index(sys.argv[1]) as index:
+    print("go", flush=True)
+    update_people(index)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_people_update_leaves_the_index_consistent(tmp_path, reliability):
+    import random
+    import subprocess
+    import sys
+    import time
+
+    from bench.people import synthetic
+
+    db = tmp_path / "i.db"
+    synthetic(db, 400, 50)  # 20,000 faces of 400 made-up people
+    kills = 0
+    rng = random.Random(11)
+    t_full = None
+    for attempt in range(12):
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(db)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "go"
+        start = time.monotonic()
+        if t_full is None:  # the first run measures how long an update takes, and is killed half-way
+            delay = 0.5
+        else:
+            delay = rng.uniform(0.05, max(0.1, t_full * 0.9))
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+        t_full = t_full or time.monotonic() - start + 1.0
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        grouped = con.execute("SELECT count(*) FROM faces WHERE person_id IS NOT NULL").fetchone()[0]
+        assert grouped in (0, 20000)  # all or nothing: one transaction
+        con.close()
+        if grouped:
+            break
+    assert kills >= 1
+    r = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(db)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    counts = dict(sqlite3.connect(db).execute("SELECT person_id, count(*) FROM faces GROUP BY person_id").fetchall())
+    listed = dict(sqlite3.connect(db).execute("SELECT id, face_count FROM people").fetchall())
+    assert counts == listed and None not in counts  # every face in a person, every count right
+    reliability("SIGKILL during a people update", kills, "index intact: all of the update or none of it")
+
+
+# -- the parts alone ------------------------------------------------------------------------------
+
+def test_grouping_keeps_people_their_faces_and_never_joins_faces_of_one_photo():
+    from phototag.grouping import group_faces
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 0.05, (2, 128))
+    a[0] += 1.0
+    x = np.vstack([a + rng.normal(0, 0.01, (4, 128)), b + rng.normal(0, 0.01, (3, 128))])
+    photos = np.arange(7)
+    assert len(set(group_faces(x, photos).tolist())) == 2
+    # the two closest faces share a photo: they cannot be one person
+    same = photos.copy()
+    same[1] = same[0]
+    labels = group_faces(x, same)
+    assert labels[0] != labels[1]
+    # existing people keep their labels; new faces join them; a banned face does not
+    fixed = np.array([5, 5, -1, -1, 9, -1, -1])
+    labels = group_faces(x, photos, fixed=fixed, banned={6: {9}})
+    assert labels[:5].tolist() == [5, 5, 5, 5, 9] and labels[5] == 9 and labels[6] not in (5, 9)
+    # two existing people are never merged by grouping, however alike
+    assert group_faces(x, photos, fixed=np.array([1, 2, -1, -1, -1, -1, -1]))[:2].tolist() == [1, 2]
+
+
+def test_birth_dates_from_ages_resist_a_wrong_face_and_flag_two_people():
+    def one_hot(ages):
+        d = np.full((len(ages), 101), 0.001)
+        for i, a in enumerate(ages):
+            d[i, a] = 1.0
+        return d
+
+    born = (dt.date(2010, 3, 15) - dt.date(1970, 1, 1)).days
+    days = born + np.array([100, 800, 1500, 2600, 4000], float)
+    ages = [int((d - born) // YEAR_DAYS) for d in days]
+    est = estimate_birth(days, one_hot(ages))
+    lo, hi = est.interval
+    assert lo <= born <= hi and abs(est.mean - born) < 200 and not est.conflict
+    wrong = estimate_birth(np.append(days, born + 3000), one_hot(ages + [40]))  # someone else's face
+    assert abs(wrong.mean - born) < 250 and wrong.disagreeing == 1 and not wrong.conflict
+    two = estimate_birth(np.concatenate([days, days]), one_hot(ages + [a + 30 for a in ages]))
+    assert two.conflict
+
+
+@pytest.mark.parametrize("taken, usable", [
+    ("2019-06-01T12:00:00", True), ("1970-01-01T00:00:00", False), ("2000-01-01T00:00:00", False),
+    (None, False), ("", False), ("garbage", False), ((TODAY + dt.timedelta(days=3)).isoformat() + "T00:00:00", False),
+    ("1800-05-01T00:00:00", False),
+])
+def test_only_real_dates_count(taken, usable):
+    assert (usable_day(taken) is not None) == usable
+
+
+# -- the real data sets, when ../shared has them ----------------------------------------------------
+
+ADIENCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "adience-dev"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ADIENCE / "labels.tsv").exists(), reason="needs ../shared/datasets/adience-dev")
+def test_a_real_family_album_is_grouped_precisely(tmp_path):
+    """Adience's Flickr family album, scanned as a user would: BCubed precision >= 0.98, recall >= 0.93."""
+    from bench.people import adience_truth, bcubed
+
+    db = tmp_path / "a.db"
+    r = run("scan", ADIENCE, "--db", db, "--no-exif")
+    assert r.exit_code == 0, r.output
+    labels, truth = adience_truth(db, ADIENCE)
+    precision, recall = bcubed(labels, truth)
+    assert precision >= 0.98 and recall >= 0.93, (precision, recall)
