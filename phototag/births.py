@@ -22,7 +22,7 @@ __all__ = ["BirthEstimate", "estimate_birth", "year_loglik", "usable_day", "pers
 
 YEAR_DAYS = 365.2425
 _EPOCH = dt.date(1970, 1, 1)
-GRID_STEP_DAYS = 7.0
+GRID_STEP_DAYS = 14.0
 FLOOR = 0.02  # the uniform floor's share of each face's likelihood
 MAX_AGE = 100
 # Dates a camera shows when its clock was never set (or a scanner's default): they say nothing.
@@ -107,19 +107,14 @@ def estimate_birth(days: np.ndarray, distributions: np.ndarray, *, floor: float 
         return None
     dist = dist / dist.sum(axis=1, keepdims=True)
     first = days.min()
-    # Born at most 100 years (and a bit) before the first photo, and not after it.
-    grid = np.arange(first - (MAX_AGE + 1) * YEAR_DAYS, first + step / 2, step)
+    # Born at most 100 years (and a bit) before the first photo, and not after it: a coarse look over
+    # that century first, then `step` days over the stretch that holds the mass.
+    coarse = _log_posterior(days, dist, np.arange(first - (MAX_AGE + 1) * YEAR_DAYS, first + 1, 8 * step), floor)
+    span = coarse[0][coarse[1] > coarse[1].max() - 30]
+    grid = np.arange(max(span.min() - 8 * step, first - (MAX_AGE + 1) * YEAR_DAYS), min(span.max() + 8 * step, first)
+                     + step / 2, step)
     grid = grid[grid <= first]
-    logp = np.zeros(len(grid))
-    for s in range(0, len(days), _BLOCK):
-        bins = _bins(days[s : s + _BLOCK], grid)
-        like = (1 - floor) * np.take_along_axis(dist[s : s + _BLOCK], bins, axis=1) + floor / dist.shape[1]
-        logp += np.log(like).sum(axis=0)
-    # No one lives past 100-and-a-bit: a birth date that makes any face older than the last bin holds
-    # is impossible, not merely unlikely (unless the photos span more than that: then keep them all).
-    too_old = (days.max() - grid) / YEAR_DAYS >= MAX_AGE + 1
-    if not too_old.all():
-        logp[too_old] = -np.inf
+    grid, logp = _log_posterior(days, dist, grid, floor)
     prob = np.exp(logp - logp.max())
     prob /= prob.sum()
     est = BirthEstimate(grid, prob, len(days), 0)
@@ -131,6 +126,22 @@ def estimate_birth(days: np.ndarray, distributions: np.ndarray, *, floor: float 
     above = 1.0 - cdf[rows, median_bins]
     disagreeing = int(((below > 0.99) | (above > 0.99)).sum())
     return BirthEstimate(grid, prob, len(days), disagreeing)
+
+
+def _log_posterior(days: np.ndarray, dist: np.ndarray, grid: np.ndarray, floor: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, log posterior of each birth day on it), up to a constant."""
+    logp = np.zeros(len(grid))
+    for s in range(0, len(days), _BLOCK):
+        bins = _bins(days[s : s + _BLOCK], grid)
+        like = (1 - floor) * np.take_along_axis(dist[s : s + _BLOCK], bins, axis=1) + floor / dist.shape[1]
+        logp += np.log(like).sum(axis=0)
+    # No one lives past 100-and-a-bit: a birth date that makes any face older than the last bin holds
+    # is impossible, not merely unlikely (unless the photos span more than that: then keep them all).
+    too_old = (days.max() - grid) / YEAR_DAYS >= MAX_AGE + 1
+    if not too_old.all():
+        logp[too_old] = -np.inf
+    return grid, logp
 
 
 _BLOCK = 256

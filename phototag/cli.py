@@ -393,6 +393,7 @@ def stats(db: Optional[Path] = DbOption,
     typer.echo(f"faces: {s['faces']}")
     for g, n in s["faces_by_group"].items():
         typer.echo(f"  {g}: {n}")
+    typer.echo(f"people: {s['people']} ({s['people_named']} named)")
     typer.echo(f"models: {', '.join(s['models']) or '-'}")
     last = s["last_scan"]
     if last:
@@ -423,10 +424,13 @@ def show(
     typer.echo(f"{printable(path)}: {row['status']}, {row['face_count'] or 0} faces, taken {row['taken_at'] or '?'}, "
                f"tags {row['tags'] or '-'}" + (f", error: {row['error']}" if row["error"] else ""))
     for f in faces:
-        typer.echo(f"  face {f['idx']}: {f['age_group']} (p {f['group_prob']:.2f}), age ~{f['age']:.1f} "
-                   f"(80%: {f['age_low']}-{f['age_high']}), box top {f['top']} right {f['right']} "
+        who = f["person"] or (f"person {f['person_id']}" if f["person_id"] is not None else None)
+        typer.echo(f"  face {f['idx']}: "
+                   f"{f['age_group']} (p {f['group_prob']:.2f}), age ~{f['age']:.1f} "
+                   f"(80%: {age_range(f)}), box top {f['top']} right {f['right']} "
                    f"bottom {f['bottom']} left {f['left']}"
-                   + (f", P(female) {f['female_prob']:.2f}" if gender and f["female_prob"] is not None else ""))
+                   + (f", P(female) {f['female_prob']:.2f}" if gender and f["female_prob"] is not None else "")
+                   + (f", {who}" if who else ""))
     if annotate is not None:
         from .annotate import annotate as draw
 

@@ -1,17 +1,21 @@
 """Group face descriptors into people: the clustering alone, no SQL and no files.
 
 Nearest neighbours come from faiss (exact search on small sets and for the new faces of a nightly run,
-HNSW for a large library grouped from scratch). On that sparse graph, groups merge by average linkage:
+an inverted-file index for a large library grouped from scratch: 100,000 faces in 8 s on two cores,
+where HNSW took 20 s and exact search 25 s). On that sparse graph, groups merge by average linkage:
 the root mean squared distance between every face of one group and every face of the other, which
 follows exactly from each group's sum, sum of squared norms and size, so a merge costs the same for a
-group of one face or of ten thousand. No library does average linkage with the constraints a photo
-library needs, so this part is ours:
+group of one face or of ten thousand. Merges happen in rounds: every pair of groups that are each
+other's best partner merges at once (for average linkage that gives the same groups as merging the
+closest pair one at a time), so each round is a few numpy operations over all the links.
 
+No library does average linkage with the constraints a photo library needs, so this part is ours:
 - two faces of one photo are never one person (cannot-link);
 - groups that are already people (`fixed`) keep their faces and ids: new faces may join one of them,
   but two existing people are never merged, and a face the user took out of a person never goes back;
-- faces taken within `near_days` of each other link a little more easily (a child's face changes within
-  months, so a link between photos days apart is worth more than one across ten years);
+- groups whose photos were taken within `near_days` of each other, each within one season, link a
+  little more easily (a child's face changes within months, so a link between photos days apart is
+  worth more than one across ten years);
 - with dated faces and their age estimates, two groups merge only if one birth date can explain both:
   two babies photographed ten years apart look alike to the descriptor, but are not one person.
 
@@ -20,7 +24,6 @@ Precision first: a group that is two people is worse than two groups for one per
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,15 +33,15 @@ __all__ = ["GroupingOptions", "group_faces", "neighbours"]
 
 @dataclass(frozen=True)
 class GroupingOptions:
-    """Chosen on the real album in ../shared/datasets/adience-dev (bench/people.py)."""
+    """Chosen on the real album in ../shared/datasets/adience-dev and FG-NET (bench/people.py)."""
 
-    threshold: float = 0.55  # groups merge while their RMS descriptor distance is below this
+    threshold: float = 0.52  # groups merge while their RMS descriptor distance is below this
     k: int = 16  # nearest neighbours a face is linked to
     near_days: float = 45.0  # photos this close in time ...
     near_bonus: float = 0.03  # ... lower the linkage by this much
-    max_links: int = 48  # candidate groups kept per group after a merge
+    season_days: float = 365.0  # and only for groups whose photos all fall within this span
     birth_tolerance: float = 2.0  # nats: how much worse one shared birth date may explain two groups
-    hnsw_above: int = 30_000  # exact search up to this many faces, HNSW beyond
+    exact_below: int = 30_000  # exact nearest neighbours up to this many faces, an inverted file beyond
 
 
 def neighbours(base: np.ndarray, queries: np.ndarray, k: int, *, approximate: bool = False
@@ -53,10 +56,13 @@ def neighbours(base: np.ndarray, queries: np.ndarray, k: int, *, approximate: bo
     if k == 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     if approximate:
-        index = faiss.IndexHNSWFlat(base.shape[1], 32)
-        index.hnsw.efConstruction = 64
+        # about 3 sqrt(n) cells, 16 searched: on 100,000 clustered faces it finds the exact neighbours
+        lists = max(1, int(3 * np.sqrt(len(base))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(base.shape[1]), base.shape[1], lists)
+        sample = np.random.default_rng(0).choice(len(base), min(len(base), 40 * lists), replace=False)
+        index.train(base[np.sort(sample)])
         index.add(base)
-        index.hnsw.efSearch = max(64, 2 * k)
+        index.nprobe = 16
     else:
         index = faiss.IndexFlatL2(base.shape[1])
         index.add(base)
@@ -64,33 +70,48 @@ def neighbours(base: np.ndarray, queries: np.ndarray, k: int, *, approximate: bo
     return np.sqrt(np.clip(d2, 0, None)), idx
 
 
-@dataclass
 class _Groups:
-    """Running sums per group: what average linkage needs, whatever the group's size."""
+    """Running sums per group: what average linkage and the constraints need, whatever its size."""
 
-    sums: np.ndarray  # (g, d) float64
-    sq: np.ndarray  # (g,) sum of squared norms
-    n: np.ndarray  # (g,) faces
-    photos: list[set[int]]
-    buckets: list[int]  # bit i set: a face dated in the i-th stretch of near_days (since the earliest)
-    fixed: np.ndarray  # (g,) bool: an existing person
-    label: np.ndarray  # (g,) the person's label (fixed groups) or -1
-    banned: list[set[int]]  # person labels this group may not join
-    birth: np.ndarray | None  # (g, years) summed log-likelihood of each birth year, or None
-    tolerance: float
-    version: np.ndarray  # (g,) bumped on every merge: older heap entries are stale
-    parent: np.ndarray  # (g,) the group it merged into (itself while alive)
+    def __init__(self, x: np.ndarray, g_of_face: np.ndarray, g: int, photos: np.ndarray, days: np.ndarray,
+                 fixed_labels: np.ndarray, banned: dict[int, set[int]], birth_loglik: np.ndarray | None,
+                 options: GroupingOptions) -> None:
+        self.o = options
+        self.sums = _group_sum(x, g_of_face, g)
+        self.sq = np.bincount(g_of_face, weights=np.einsum("ij,ij->i", x, x), minlength=g)
+        self.n = np.bincount(g_of_face, minlength=g).astype(np.float64)
+        self.fixed = np.zeros(g, bool)
+        self.fixed[: len(fixed_labels)] = True
+        self.label = np.full(g, -1, np.int64)
+        self.label[: len(fixed_labels)] = fixed_labels
+        self.first = np.full(g, np.inf)
+        self.last = np.full(g, -np.inf)
+        dated = np.isfinite(days)
+        np.minimum.at(self.first, g_of_face[dated], days[dated])
+        np.maximum.at(self.last, g_of_face[dated], days[dated])
+        self.photos: list[set[int]] = [set() for _ in range(g)]
+        self.banned: list[set[int]] = [set() for _ in range(g)]
+        for i, (gi, p) in enumerate(zip(g_of_face.tolist(), photos.tolist())):
+            self.photos[gi].add(p)
+            if i in banned:
+                self.banned[gi] |= banned[i]
+        self.birth = None if birth_loglik is None else _group_sum(birth_loglik, g_of_face, g)
+        self.parent = np.arange(g)
 
-    def linkage(self, a: int, others: np.ndarray) -> np.ndarray:
-        """RMS distance between every face of group `a` and every face of each group in `others`."""
-        na, no = self.n[a], self.n[others]
-        ms = self.sq[a] / na + self.sq[others] / no - 2.0 * (self.sums[others] @ self.sums[a]) / (na * no)
-        return np.sqrt(np.maximum(ms, 0.0))
-
-    def near(self, a: int, b: int) -> bool:
-        """Some face of each was taken within one stretch of near_days of the other's."""
-        bb = self.buckets[b]
-        return bool(self.buckets[a] & (bb | bb << 1 | bb >> 1))
+    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Average linkage of each pair of groups, less the date bonus where their dates are near."""
+        out = np.empty(len(a))
+        for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
+            sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
+            ms = (self.sq[sa] / self.n[sa] + self.sq[sb] / self.n[sb]
+                  - 2.0 * np.einsum("ij,ij->i", self.sums[sa], self.sums[sb]) / (self.n[sa] * self.n[sb]))
+            out[lo : lo + 65536] = np.sqrt(np.maximum(ms, 0.0))
+        # Near in time: both groups' photos fit in one season (a year at most) and lie within
+        # near_days of each other. A group spanning years is not near anything: its faces changed.
+        nd, season = self.o.near_days, self.o.season_days
+        near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
+                & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
+        return out - self.o.near_bonus * near
 
     def allowed(self, a: int, b: int) -> bool:
         if self.fixed[a] and self.fixed[b]:
@@ -103,21 +124,47 @@ class _Groups:
             return False
         if self.birth is not None:
             la, lb = self.birth[a], self.birth[b]
-            if la.max() + lb.max() - (la + lb).max() > self.tolerance:
+            if la.max() + lb.max() - (la + lb).max() > self.o.birth_tolerance:
                 return False  # no one birth date fits both
         return True
+
+    def merge(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Merge each b into its a (the pairs are disjoint)."""
+        self.sums[a] += self.sums[b]
+        self.sq[a] += self.sq[b]
+        self.n[a] += self.n[b]
+        self.first[a] = np.minimum(self.first[a], self.first[b])
+        self.last[a] = np.maximum(self.last[a], self.last[b])
+        if self.birth is not None:
+            self.birth[a] += self.birth[b]
+        for ai, bi in zip(a.tolist(), b.tolist()):
+            self.photos[ai] |= self.photos[bi]
+            self.banned[ai] |= self.banned[bi]
+            self.photos[bi] = self.banned[bi] = set()
+        self.parent[b] = a
+
+
+def _group_sum(values: np.ndarray, groups: np.ndarray, g: int) -> np.ndarray:
+    """Row sums of `values` per group (np.add.at, but sorted and reduced: ten times faster)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    out = np.zeros((g, values.shape[1]), values.dtype)
+    if len(order):
+        out[sorted_groups[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out
 
 
 def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | None = None,
                 fixed: np.ndarray | None = None, banned: dict[int, set[int]] | None = None,
-                birth_loglik: np.ndarray | None = None, options: GroupingOptions = GroupingOptions()
+                ages: np.ndarray | None = None, options: GroupingOptions = GroupingOptions()
                 ) -> np.ndarray:
     """A person label for every face.
 
     descriptors: (n, 128) dlib descriptors; photos: (n,) photo id of each face; days: (n,) date of each
     face in days (NaN: unknown); fixed: (n,) the existing person label of each face, -1 for a face not in
-    a person (a new face); banned: face index -> person labels it must not join; birth_loglik: (n, years)
-    each face's log-likelihood of each birth year (births.year_loglik; zeros for undated faces), or None.
+    a person (a new face); banned: face index -> person labels it must not join; ages: (n, 101) each
+    face's age distribution, for the birth-date check (None: no check).
     Faces with a label keep it. Every other face gets an existing label (it joined that person) or a new
     one, counting up from one above the largest existing label (a new person, perhaps of one face).
     """
@@ -127,7 +174,6 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
         return fixed.copy()
     x = np.asarray(descriptors, np.float64)
     days = np.full(n, np.nan) if days is None else np.asarray(days, np.float64)
-    banned = banned or {}
     new = np.flatnonzero(fixed < 0)
     labels_fixed = np.unique(fixed[fixed >= 0])
     # Groups: one per existing person, then one per new face.
@@ -135,41 +181,35 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
     g_of_face[fixed >= 0] = np.searchsorted(labels_fixed, fixed[fixed >= 0])
     g_of_face[new] = len(labels_fixed) + np.arange(len(new))
     g = len(labels_fixed) + len(new)
-    sums = np.zeros((g, x.shape[1]))
-    np.add.at(sums, g_of_face, x)
-    sq = np.bincount(g_of_face, weights=np.einsum("ij,ij->i", x, x), minlength=g)
-    counts = np.bincount(g_of_face, minlength=g).astype(np.float64)
-    photo_sets: list[set[int]] = [set() for _ in range(g)]
-    bucket_bits = [0] * g
-    first_day = np.nanmin(days) if np.isfinite(days).any() else 0.0
-    # a group's one stretch of time (-1: undated, -2: more than one face: ask its bits)
-    bucket_of = np.full(g, -1, np.int64)
-    banned_sets: list[set[int]] = [set() for _ in range(g)]
-    for i, (gi, p, d) in enumerate(zip(g_of_face.tolist(), np.asarray(photos).tolist(), days.tolist())):
-        photo_sets[gi].add(p)
-        if d == d:  # not NaN
-            bucket_of[gi] = int((d - first_day) // options.near_days)
-            bucket_bits[gi] |= 1 << int(bucket_of[gi])
-        if i in banned:
-            banned_sets[gi] |= banned[i]
-    birth = None
-    if birth_loglik is not None:
-        birth = np.zeros((g, birth_loglik.shape[1]), np.float64)
-        np.add.at(birth, g_of_face, birth_loglik)
-    state = _Groups(sums, sq, counts, photo_sets, bucket_bits,
-                    np.arange(g) < len(labels_fixed),
-                    np.concatenate([labels_fixed, np.full(len(new), -1, np.int64)]), banned_sets,
-                    birth, options.birth_tolerance, np.zeros(g, np.int64), np.arange(g))
-    bucket_of[counts > 1] = -2
-    if len(new):
-        _merge(state, _candidate_pairs(x, new, g_of_face, options), bucket_of, options)
+    pairs = _candidate_pairs(x, new, g_of_face, options) if len(new) else np.zeros((0, 2), np.int64)
+    # Only the groups a new face may join take part: a nightly run of 1,000 new faces in a library of
+    # 100,000 looks at the people near them, not at everyone.
+    involved = np.zeros(g, bool)
+    involved[pairs.ravel()] = True
+    involved[len(labels_fixed):] = True
+    compact = np.cumsum(involved) - 1
+    faces_in = np.flatnonzero(involved[g_of_face])
+    part_fixed = labels_fixed[involved[: len(labels_fixed)]]
+    loglik = None
+    if ages is not None:
+        from .births import year_loglik
+
+        loglik = year_loglik(days[faces_in], np.asarray(ages)[faces_in])
+    position = {int(f): k for k, f in enumerate(faces_in)}
+    state = _Groups(x[faces_in], compact[g_of_face[faces_in]], int(involved.sum()), np.asarray(photos)[faces_in],
+                    days[faces_in], part_fixed,
+                    {position[i]: v for i, v in (banned or {}).items() if i in position}, loglik, options)
+    if len(pairs):
+        _agglomerate(state, compact[pairs])
     # Each group's label: its person's, or a new one.
-    root = _roots(state)
+    root = state.parent.copy()
+    while not np.array_equal(root[root], root):
+        root = root[root]
     next_label = int(labels_fixed.max()) + 1 if len(labels_fixed) else 0
     out = fixed.copy()
     new_label: dict[int, int] = {}
     for i in new.tolist():
-        r = root[g_of_face[i]]
+        r = root[compact[g_of_face[i]]]
         if state.fixed[r]:
             out[i] = state.label[r]
         else:
@@ -182,7 +222,7 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
 
 def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, o: GroupingOptions) -> np.ndarray:
     """Group pairs (a < b) linked by a new face's near neighbour, closer than the threshold allows."""
-    approximate = len(x) > o.hnsw_above and len(new) > o.hnsw_above // 4
+    approximate = len(x) > o.exact_below and len(new) > o.exact_below // 4
     dist, idx = neighbours(x, x[new], o.k + 1, approximate=approximate)
     limit = o.threshold + o.near_bonus
     src = np.repeat(new, idx.shape[1])
@@ -190,118 +230,50 @@ def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, o: G
     keep = (dst >= 0) & (dist.ravel() < limit)
     a, b = g_of_face[src[keep]], g_of_face[dst[keep]]
     a, b = np.minimum(a, b), np.maximum(a, b)
-    pairs = np.unique(np.stack([a, b], 1)[a != b], axis=0)
-    return pairs
+    return np.unique(np.stack([a, b], 1)[a != b], axis=0)
 
 
-def _merge(s: _Groups, pairs: np.ndarray, bucket_of: np.ndarray, o: GroupingOptions) -> None:
-    """Agglomerate along `pairs`, closest first, while the linkage stays under the threshold.
-
-    Each group keeps its best partner among the groups it is linked to, and the heap holds one entry
-    per group: its best linkage. Average linkage never falls when a neighbour merges (the merged
-    group's linkage lies between the two it came from), so a stale entry is a lower bound: it is
-    re-evaluated when it comes up, and the work stays proportional to the merges."""
+def _agglomerate(s: _Groups, pairs: np.ndarray) -> None:
+    """Merge along the links, in rounds of mutual best partners, while the linkage stays under the
+    threshold. A pair the constraints forbid loses its link, and both look again next round."""
+    a, b = pairs[:, 0].copy(), pairs[:, 1].copy()
+    score = s.scores(a, b)
     g = len(s.n)
-    links: list[set[int]] = [set() for _ in range(g)]
-    for a, b in pairs.tolist():
-        links[a].add(b)
-        links[b].add(a)
-    alive = np.ones(g, bool)
-    partner = np.full(g, -1, np.int64)
-    partner_version = np.zeros(g, np.int64)
-    heap: list[tuple[float, int, int]] = []
-
-    def best(a: int) -> None:
-        """Find `a`'s best allowed-looking partner and queue it (nothing when none is close enough)."""
-        if not links[a]:
+    while len(a):
+        keep = score < s.o.threshold
+        a, b, score = a[keep], b[keep], score[keep]
+        if not len(a):
             return
-        others = np.fromiter(links[a], np.int64, len(links[a]))
-        link = s.linkage(a, others)
-        if len(others) > o.max_links:  # keep the closest candidates: bounded work per group
-            keep = np.argpartition(link, o.max_links)[: o.max_links]
-            for c in np.delete(others, keep).tolist():
-                links[c].discard(a)
-            others, link = others[keep], link[keep]
-            links[a] = set(others.tolist())
-        # the date bonus can only lower a linkage by near_bonus: only the closest few need the check
-        close = np.flatnonzero(link < min(o.threshold, float(link.min())) + o.near_bonus)
-        if not len(close):
+        # each group's best partner: sort links by score and take the first for each end
+        ends = np.concatenate([a, b])
+        others = np.concatenate([b, a])
+        both = np.concatenate([score, score])
+        order = np.lexsort((others, both, ends))
+        firsts = order[np.r_[True, ends[order][1:] != ends[order][:-1]]]
+        best = np.full(g, -1, np.int64)
+        best[ends[firsts]] = others[firsts]
+        mutual = (best[a] == b) & (best[b] == a)
+        ma, mb = a[mutual], b[mutual]
+        ok = np.array([s.allowed(i, j) for i, j in zip(ma.tolist(), mb.tolist())], bool)
+        forbidden = np.flatnonzero(mutual)[~ok]
+        ma, mb = ma[ok], mb[ok]
+        swap = s.fixed[mb] & ~s.fixed[ma]  # the existing person absorbs the new faces and keeps its label
+        ma, mb = np.where(swap, mb, ma), np.where(swap, ma, mb)
+        if not len(ma) and not len(forbidden):
             return
-        scores = link[close] - np.array([o.near_bonus if s.near(a, int(c)) else 0.0 for c in others[close]])
-        j = int(np.argmin(scores))
-        if scores[j] < o.threshold:
-            c = int(others[close[j]])
-            partner[a], partner_version[a] = c, s.version[c]
-            heapq.heappush(heap, (float(scores[j]), a, int(s.version[a])))
-
-    _first_partners(s, pairs, bucket_of, o, partner, partner_version, heap)
-    while heap:
-        _, a, va = heapq.heappop(heap)
-        if not alive[a] or s.version[a] != va:
-            continue
-        b = int(partner[a])
-        if not alive[b] or s.version[b] != partner_version[a]:
-            best(a)  # its partner changed since: look again
-            continue
-        if not s.allowed(a, b):
-            links[a].discard(b)
-            links[b].discard(a)
-            best(a)
-            continue
-        if s.fixed[b] and not s.fixed[a]:
-            a, b = b, a  # the existing person absorbs the new faces and keeps its label
-        s.sums[a] += s.sums[b]
-        s.sq[a] += s.sq[b]
-        s.n[a] += s.n[b]
-        s.photos[a] |= s.photos[b]
-        s.buckets[a] |= s.buckets[b]
-        s.banned[a] |= s.banned[b]
-        if s.birth is not None:
-            s.birth[a] += s.birth[b]
-        s.photos[b] = s.banned[b] = set()
-        s.buckets[b] = 0
-        alive[b] = False
-        s.parent[b] = a
-        s.version[a] += 1
-        for c in links[b]:
-            links[c].discard(b)
-            if c != a:
-                links[c].add(a)
-        links[a] = (links[a] | links[b]) - {a, b}
-        links[b] = set()
-        best(a)
-
-
-def _first_partners(s: _Groups, pairs: np.ndarray, bucket_of: np.ndarray, o: GroupingOptions, partner: np.ndarray,
-                    partner_version: np.ndarray, heap: list[tuple[float, int, int]]) -> None:
-    """Every group's best partner before any merge, for all groups at once (numpy, not a loop)."""
-    if not len(pairs):
-        return
-    a = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    b = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    link = np.empty(len(a))
-    for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
-        sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
-        ms = (s.sq[sa] / s.n[sa] + s.sq[sb] / s.n[sb]
-              - 2.0 * np.einsum("ij,ij->i", s.sums[sa], s.sums[sb]) / (s.n[sa] * s.n[sb]))
-        link[lo : lo + 65536] = np.sqrt(np.maximum(ms, 0.0))
-    ba, bb = bucket_of[a], bucket_of[b]
-    near = (ba >= 0) & (bb >= 0) & (np.abs(ba - bb) <= 1)
-    for i in np.flatnonzero(((ba == -2) | (bb == -2)) & (link < o.threshold + o.near_bonus)).tolist():
-        near[i] = s.near(int(a[i]), int(b[i]))
-    score = link - o.near_bonus * near
-    order = np.lexsort((score, a))
-    first = order[np.r_[True, a[order][1:] != a[order][:-1]]]
-    first = first[score[first] < o.threshold]
-    partner[a[first]] = b[first]
-    heap.extend(zip(score[first].tolist(), a[first].tolist(), [0] * len(first)))
-    heapq.heapify(heap)
-
-
-def _roots(s: _Groups) -> np.ndarray:
-    root = s.parent.copy()
-    while True:
-        nxt = root[root]
-        if np.array_equal(nxt, root):
-            return root
-        root = nxt
+        s.merge(ma, mb)
+        drop = np.zeros(len(a), bool)
+        drop[forbidden] = True
+        a, b, score = a[~drop], b[~drop], score[~drop]
+        # relink to the merged groups; recompute the links that touch them
+        changed = np.zeros(g, bool)
+        changed[ma] = True
+        a, b = s.parent[a], s.parent[b]
+        a, b = np.minimum(a, b), np.maximum(a, b)
+        live = a != b
+        a, b, score = a[live], b[live], score[live]
+        key = a * g + b
+        key, first = np.unique(key, return_index=True)
+        a, b, score = a[first], b[first], score[first]
+        touched = changed[a] | changed[b]
+        score[touched] = s.scores(a[touched], b[touched])

@@ -15,6 +15,7 @@ ages and any scheme works without retraining. Schemes are presets or a user's TO
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,13 @@ def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = I
     lows = (cdf < tail).sum(axis=1)
     highs = np.minimum((cdf < 1 - tail).sum(axis=1), last)
     ages = p @ np.arange(p.shape[1])
-    of_age = np.array([scheme.names.index(scheme.group_of(a)) for a in range(MAX_AGE + 1)])
+    of_age, matrix = _tables(scheme)
     idx = of_age[np.clip(np.round(ages), 0, MAX_AGE).astype(int)]
-    probs = (p @ scheme.matrix()[: p.shape[1]])[np.arange(len(p)), idx]
+    probs = (p @ matrix[: p.shape[1]])[np.arange(len(p)), idx]
     return ages, lows, highs, idx, probs
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
+    """(group index of each whole age, the age-to-group matrix) of a scheme."""
+    return np.array([scheme.names.index(scheme.group_of(a)) for a in range(MAX_AGE + 1)]), scheme.matrix()

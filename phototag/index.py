@@ -459,6 +459,9 @@ class Index:
             .fetchone()[0],
             "faces": sum(groups.values()),
             "faces_by_group": groups,
+            "people": c.execute("SELECT count(*) FROM people WHERE face_count >= 2 OR name IS NOT NULL")
+            .fetchone()[0],
+            "people_named": c.execute("SELECT count(*) FROM people WHERE name IS NOT NULL").fetchone()[0],
             "schemes": schemes,
             "models": models,
             "last_scan": dict(last) if last else None,
@@ -469,7 +472,8 @@ class Index:
 
     def faces_of(self, path: str) -> list[sqlite3.Row]:
         return self.conn.execute(
-            "SELECT fa.* FROM faces fa JOIN photos p ON p.id = fa.photo_id WHERE p.path = ? ORDER BY fa.idx",
+            "SELECT fa.*, pe.name AS person FROM faces fa JOIN photos p ON p.id = fa.photo_id "
+            "LEFT JOIN people pe ON pe.id = fa.person_id WHERE p.path = ? ORDER BY fa.idx",
             (self.key(path),)).fetchall()
 
 

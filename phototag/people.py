@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .births import (BirthEstimate, day_to_iso, estimate_birth, given_ages, parse_date, person_ages, usable_day,
-                     year_loglik)
+from .births import BirthEstimate, day_to_iso, estimate_birth, given_ages, parse_date, person_ages, usable_day
 from .errors import PhototagError
 from .groups import estimate_many, get_scheme
 from .grouping import GroupingOptions, group_faces
@@ -76,22 +75,26 @@ def _group_new_faces(conn: sqlite3.Connection, today: dt.date, options: Grouping
         "WHERE fa.person_id IS NULL AND fa.descriptor IS NOT NULL AND p.status = 'ok'").fetchone()[0]
     if not new_count:
         return
-    rows = conn.execute(
-        "SELECT fa.id, fa.photo_id, fa.descriptor, fa.person_id, fa.distribution, p.taken_at FROM faces fa "
-        "JOIN photos p ON p.id = fa.photo_id WHERE fa.descriptor IS NOT NULL AND p.status = 'ok' "
-        "ORDER BY fa.id").fetchall()
-    ids = np.array([r["id"] for r in rows], np.int64)
-    x = np.frombuffer(b"".join(r["descriptor"] for r in rows), "<f4").reshape(len(rows), -1)
-    dist = np.frombuffer(b"".join(r["distribution"] for r in rows), "<f2").reshape(len(rows), -1)
-    days = _days([r["taken_at"] for r in rows], today)
-    fixed = np.array([-1 if r["person_id"] is None else r["person_id"] for r in rows], np.int64)
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])  # id, photo, descriptor, person, distribution, taken
+    for row in conn.execute(
+            "SELECT fa.id, fa.photo_id, fa.descriptor, fa.person_id, fa.distribution, p.taken_at FROM faces fa "
+            "JOIN photos p ON p.id = fa.photo_id WHERE fa.descriptor IS NOT NULL AND p.status = 'ok' "
+            "ORDER BY fa.id"):
+        for col, value in zip(cols, row):
+            col.append(value)
+    ids = np.array(cols[0], np.int64)
+    photos = np.array(cols[1], np.int64)
+    x = np.frombuffer(b"".join(cols[2]), "<f4").reshape(len(ids), -1)
+    fixed = np.array([-1 if p is None else p for p in cols[3]], np.int64)
+    dist = np.frombuffer(b"".join(cols[4]), "<f2").reshape(len(ids), -1)
+    days = _days(cols[5], today)
+    del cols
     position = {int(i): n for n, i in enumerate(ids)}
     banned: dict[int, set[int]] = {}
     for face_id, person_id in conn.execute("SELECT face_id, person_id FROM face_exclusions"):
         if face_id in position:
             banned.setdefault(position[face_id], set()).add(person_id)
-    labels = group_faces(x, np.array([r["photo_id"] for r in rows]), days, fixed, banned,
-                         year_loglik(days, dist.astype(np.float32)), options)
+    labels = group_faces(x, photos, days, fixed, banned, dist, options)
     new = np.flatnonzero(fixed < 0)
     person_of: dict[int, int] = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

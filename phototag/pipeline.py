@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__, faces
 from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget
 from .errors import PhotoError, PhototagError, TagWriteError
-from .groups import Scheme, estimate, get_scheme
+from .groups import estimate, get_scheme
 from .index import Index, pack_distribution
 from .model import AgeModel
 from .people import update_people

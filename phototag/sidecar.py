@@ -9,7 +9,6 @@ What we added is listed in `phototag:Record`, so that `untag` and a re-tag remov
 from __future__ import annotations
 
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field

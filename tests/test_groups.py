@@ -78,3 +78,19 @@ def test_malformed_schemes_are_refused_with_a_reason(tmp_path, body, message):
 def test_unknown_scheme_names_the_choices():
     with pytest.raises(SchemeError, match="unknown scheme 'nine': use one of ten, three, four, adience"):
         get_scheme("nine")
+
+
+def test_estimate_many_gives_what_estimate_gives_one_by_one():
+    import numpy as np
+
+    from phototag.groups import estimate, estimate_many, get_scheme
+
+    rng = np.random.default_rng(0)
+    dists = rng.dirichlet(np.full(101, 0.05), 300)
+    for name in ("ten", "three", "adience"):
+        scheme = get_scheme(name)
+        ages, lows, highs, idx, probs = estimate_many(dists, scheme)
+        for k, d in enumerate(dists):
+            e = estimate(d, scheme)
+            assert (e.low, e.high, e.group) == (lows[k], highs[k], scheme.names[idx[k]])
+            assert abs(e.age - ages[k]) < 1e-9 and abs(e.group_prob - probs[k]) < 1e-9

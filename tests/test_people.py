@@ -343,7 +343,7 @@ def test_grouping_keeps_people_their_faces_and_never_joins_faces_of_one_photo():
 
 def test_birth_dates_from_ages_resist_a_wrong_face_and_flag_two_people():
     def one_hot(ages):
-        d = np.full((len(ages), 101), 0.001)
+        d = np.full((len(ages), 101), 1e-5)
         for i, a in enumerate(ages):
             d[i, a] = 1.0
         return d
