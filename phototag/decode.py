@@ -180,6 +180,15 @@ def detect_scale(width: int, height: int, detect_size: int) -> float:
 
 
 @_quiet
+def taken_at(path: str | Path) -> str | None:
+    """The photo's EXIF DateTimeOriginal (ISO 8601), read from its header alone; None without one."""
+    try:
+        with _open(Path(path)) as im:
+            return _exif_facts(im)[1]
+    except (PhotoError, OSError):
+        return None
+
+
 def decode(path: str | Path, detect_size: int = DEFAULT_DETECT_SIZE) -> Decoded:
     """Decode `path` oriented, reduced to the pixel budget of a 4:3 photo `detect_size` long."""
     path = Path(path)

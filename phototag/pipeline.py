@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import __version__, faces
-from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget
+from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget, taken_at
 from .errors import PhotoError, PhototagError, TagWriteError
 from .groups import estimate, get_scheme
 from .index import Index, pack_distribution
@@ -242,6 +242,7 @@ class _Scan:
         self.pending_faces = 0
         self.rows: list[tuple[dict, list]] = []
         self.regroups: list[int] = []  # photo ids to regroup from the index, in the next transaction
+        self.redated: list[tuple[str | None, int]] = []  # (new date, photo id): dates fixed in another tool
         self.handled: set[str] = set()  # index keys analysed or regrouped in this run
         self.last_commit = time.monotonic()
         # Faces indexed by a version that kept no descriptors: described again from their boxes.
@@ -297,7 +298,7 @@ class _Scan:
                 self.fail(path, f"cannot read: {exc.strerror or exc}")
                 return "done"
             if content == row["content_sha256"]:
-                self.regroup(path, row)
+                self.regroup(path, row, dated=True)
                 return "done"
         if row is None and not self.opt.force:
             try:
@@ -315,9 +316,12 @@ class _Scan:
                     return "done"
         return "analyse"
 
-    def regroup(self, path: str, row: Any) -> None:
+    def regroup(self, path: str, row: Any, dated: bool = False) -> None:
         """Same photo, same model: new groups (another scheme) and new tags (its metadata changed, or
-        its last write failed) from the index, without the model."""
+        its last write failed) from the index, without the model. With `dated`, its date is read again:
+        a date fixed in another tool re-dates its people."""
+        if dated and (taken := taken_at(path)) != row["taken_at"]:
+            self.redated.append((taken, row["id"]))
         self.regroups.append(row["id"])
         self.handled.add(row["path"])
         self.summary.regrouped += 1
@@ -408,10 +412,12 @@ class _Scan:
         with self.index.transaction():
             for row, face_rows in self.rows:
                 self.index.upsert_photo(row, face_rows)
+            self.index.conn.executemany("UPDATE photos SET taken_at = ? WHERE id = ?", self.redated)
             for photo_id in self.regroups:
                 regroup_faces(self.index, photo_id, self.scheme)
         self.rows.clear()
         self.regroups.clear()
+        self.redated.clear()
         self.last_commit = time.monotonic()
 
     # -- the run -----------------------------------------------------------------------------

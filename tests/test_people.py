@@ -155,6 +155,23 @@ def test_naming_with_a_birth_date_makes_ages_exact_and_the_tags_follow(family, r
                 "ages exact; EXIF keywords, region names and hierarchical keywords rewritten without the model")
 
 
+def test_a_date_fixed_in_another_tool_redates_the_face(family):
+    lib, db = family
+    alice = person_id(db, "A")
+    assert run("people", "name", alice, "--born", "1985-04-02", "--db", db).exit_code == 0
+    garden = lib / "2019" / "06" / "alice-garden.jpg"
+    exiftool("-overwrite_original", "-DateTimeOriginal=2021:06:01 12:00:00", str(garden))
+    r = run("scan", lib, "--db", db, "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "1 regrouped" in r.stdout  # its pixels are the same: no model, only the index
+    face = rows(db, "SELECT f.age, p.taken_at FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.path = ?",
+                str(garden))[0]
+    assert face["taken_at"] == "2021-06-01T12:00:00"
+    assert face["age"] == pytest.approx((dt.date(2021, 6, 1) - dt.date(1985, 4, 2)).days / YEAR_DAYS, abs=0.01)
+    record = json.loads(exiftool("-UserComment", "-s3", str(garden)))
+    assert record["faces"][0]["age"] == round(face["age"], 1)
+
+
 def test_the_users_decisions_survive_a_forced_rescan(family, reliability):
     lib, db = family
     alice, bob = person_id(db, "A"), person_id(db, "B")
