@@ -131,7 +131,7 @@ def _date_dirty_people(conn: sqlite3.Connection, today: dt.date, out: PeopleUpda
         conn.execute(
             "UPDATE people SET birth_est = ?, birth_low = ?, birth_high = ?, birth_faces = ?, birth_conflict = ?, "
             "face_count = ?, photo_count = ?, first_taken = ?, last_taken = ?, dirty = 0 WHERE id = ?",
-            (day_to_iso(est.mean) if est else None, day_to_iso(est.interval[0]) if est else None,
+            (day_to_iso(est.median) if est else None, day_to_iso(est.interval[0]) if est else None,
              day_to_iso(est.interval[1]) if est else None, est.faces if est else 0,
              int(bool(est and est.conflict)), len(faces), len({f["photo_id"] for f in faces}),
              min(taken) if taken else None, max(taken) if taken else None, person_id))

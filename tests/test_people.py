@@ -370,9 +370,9 @@ def test_birth_dates_from_ages_resist_a_wrong_face_and_flag_two_people():
     ages = [int((d - born) // YEAR_DAYS) for d in days]
     est = estimate_birth(days, one_hot(ages))
     lo, hi = est.interval
-    assert lo <= born <= hi and abs(est.mean - born) < 200 and not est.conflict
+    assert lo <= born <= hi and abs(est.median - born) < 200 and not est.conflict
     wrong = estimate_birth(np.append(days, born + 3000), one_hot(ages + [40]))  # someone else's face
-    assert abs(wrong.mean - born) < 250 and wrong.disagreeing == 1 and not wrong.conflict
+    assert abs(wrong.median - born) < 250 and wrong.disagreeing == 1 and not wrong.conflict
     two = estimate_birth(np.concatenate([days, days]), one_hot(ages + [a + 30 for a in ages]))
     assert two.conflict
 
