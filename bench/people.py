@@ -257,6 +257,10 @@ def markdown(r: dict[str, Any]) -> str:
         s = r["scan_speed"]
         lines += ["## Scan speed, bench/ library\n",
                   f"photos/s with people {s['people']}, without {s['no_people']}: ratio {s['ratio']}\n"]
+    if "scan_speed_vs_before" in r:
+        s = r["scan_speed_vs_before"]
+        lines += [f"Against the code before the people feature ({s['before']}), same library, alternately: "
+                  f"photos/s before {s['old']}, now {s['new']}: ratio {s['ratio']}\n"]
     return "\n".join(lines)
 
 
