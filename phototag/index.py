@@ -105,6 +105,9 @@ CREATE INDEX IF NOT EXISTS photos_taken_at ON photos(taken_at);
 CREATE INDEX IF NOT EXISTS photos_sha256 ON photos(sha256);
 CREATE INDEX IF NOT EXISTS photos_status ON photos(status);
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+-- What a nightly scan asks every time, answered without reading every face's blobs.
+CREATE INDEX IF NOT EXISTS faces_undescribed ON faces(photo_id) WHERE descriptor IS NULL;
+CREATE INDEX IF NOT EXISTS faces_unassigned ON faces(photo_id) WHERE person_id IS NULL;
 CREATE INDEX IF NOT EXISTS photos_retag ON photos(retag) WHERE retag = 1;
 -- A person's birth date and ages follow their faces: any change to them marks the person for the
 -- next people update, whoever made it (a scan, a merge, a prune, another tool).
