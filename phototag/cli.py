@@ -480,7 +480,7 @@ def train(
 def evaluate(
     data: str = DataOption,
     model: Optional[Path] = typer.Option(None, help="Model (models/NAME). Default: the shipped model."),
-    split: str = typer.Option("test", help="train, val, test or all."),
+    split: str = typer.Option("test", help="train, val, test or all (all for dev sets such as fgnet and adience)."),
     report: Optional[Path] = typer.Option(None, help="Folder for metrics.json, report.md and plots."),
     limit: Optional[int] = LimitOption,
     workers: int = PrepWorkersOption,
@@ -491,9 +491,15 @@ def evaluate(
 
     m = _training_call(run_eval, model, data, split=split, report=report, limit=limit, workers=workers or None,
                        quiet=quiet)
-    g = m["groups"]["ten"]
-    typer.echo(f"{m['faces']} faces: MAE {m['mae']:.2f} years (0-12: {m['mae_0_12'] or float('nan'):.2f}), "
-               f"ten groups exact {g['exact']:.1%}, one-off {g['one_off']:.1%}")
+    if "mae" not in m:  # data labelled with groups (Adience)
+        typer.echo(f"{m['faces']} faces: {m['scheme']} groups exact {m['exact']:.1%}, one-off {m['one_off']:.1%}")
+    else:
+        g = m["groups"]["ten"]
+        bw = m["by_colour"]["black_and_white"]
+        typer.echo(f"{m['faces']} faces: MAE {m['mae']:.2f} years, bias {m['bias']:+.2f} (0-12: "
+                   f"{m['mae_0_12'] or float('nan'):.2f}), ten groups exact {g['exact']:.1%}, one-off {g['one_off']:.1%}"
+                   + (f"; black-and-white: {bw['faces']} faces, MAE {bw['mae']:.2f}, bias {bw['bias']:+.2f}"
+                      if bw["faces"] else ""))
     if report:
         typer.echo(f"report: {report / 'report.md'}")
 

@@ -82,3 +82,50 @@ def test_split_is_stable_and_roughly_80_10_10():
 def test_bad_specs(spec, msg):
     with pytest.raises(ValueError, match=msg):
         open_data(spec)
+
+
+def test_fgnet_names_give_age_and_person(tmp_path):
+    for n in ("001A02.JPG", "001A43a.JPG", "012A05.jpg", "notes.JPG", "01A02.JPG"):
+        Image.new("RGB", (8, 8)).save(tmp_path / n, "JPEG")
+    records, stats = open_data(f"fgnet:{tmp_path}")
+    assert [(r.key, r.age, r.person) for r in records] == [
+        ("fgnet/001A02.JPG", 2, "fgnet/001"), ("fgnet/001A43a.JPG", 43, "fgnet/001"), ("fgnet/012A05.jpg", 5, "fgnet/012")]
+    assert stats.skipped == {"name is not PPPAnn.JPG": 2}
+
+
+def test_adience_fold_gives_groups_and_counts_what_it_skips(tmp_path):
+    head = "user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle\tfiducial_score\n"
+    rows = [("u1", "a.jpg", "1", "(0, 2)", "m"), ("u1", "b.jpg", "2", "(25, 32)", "f"), ("u1", "c.jpg", "3", "None", "f"),
+            ("u1", "d.jpg", "4", "35", "m"), ("u1", "e.jpg", "5", "(60, 100)", ""), ("u1", "gone.jpg", "6", "(8, 12)", "m")]
+    (tmp_path / "labels.tsv").write_text(head + "".join("\t".join([*r, "0", "0", "9", "9", "0", "0", "1"]) + "\n"
+                                                         for r in rows))
+    for user, image, face, *_ in rows[:5]:
+        Image.new("RGB", (8, 8)).save(tmp_path / f"coarse_tilt_aligned_face.{face}.{image}", "JPEG")
+    records, stats = open_data(f"adience:{tmp_path}")
+    assert [(r.group, r.gender, r.person) for r in records] == [
+        ("0-2", 0, "adience/u1/1"), ("25-32", 1, "adience/u1/2"), ("60+", None, "adience/u1/5")]
+    assert stats.skipped == {"no age group (None, an exact age, or an unknown bin)": 2, "image missing": 1}
+
+
+def test_black_and_white_is_told_from_the_pixels(astronaut):
+    from training.evaluate import black_and_white
+
+    colour = np.asarray(Image.fromarray(astronaut).resize((64, 64)))
+    grey = np.stack([colour.mean(axis=-1).astype(np.uint8)] * 3, axis=-1)
+    rng = np.random.default_rng(1)
+    scanned = np.clip(grey + rng.integers(-2, 3, grey.shape), 0, 255).astype(np.uint8)  # a grey print, scanned
+    faded = np.clip(0.5 * colour + 0.5 * grey + 40, 0, 255).astype(np.uint8)  # washed-out colour
+    assert black_and_white(np.stack([colour, grey, scanned, faded])).tolist() == [False, True, True, False]
+
+
+def test_group_labels_are_scored_exact_and_one_off():
+    from types import SimpleNamespace
+
+    from training.evaluate import group_metrics
+
+    dist = np.zeros((4, 101))
+    dist[0, 1] = dist[1, 5] = dist[2, 28] = dist[3, 70] = 1.0  # ages 1, 5, 28, 70
+    prep = SimpleNamespace(groups=np.array(["0-2", "0-2", "25-32", "38-43"]))
+    m = group_metrics(prep, dist)
+    assert m["scheme"] == "adience" and m["faces"] == 4
+    assert m["exact"] == 0.5 and m["one_off"] == 0.75  # 5 is one group off 0-2; 70 is three off 38-43

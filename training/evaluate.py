@@ -34,6 +34,18 @@ def group_accuracy(dist: np.ndarray, true_ages: np.ndarray, scheme: Scheme) -> d
     return {"exact": float(np.mean(off == 0)), "one_off": float(np.mean(off <= 1))}
 
 
+# A face whose channels differ by less than this on average (0-255) is a black-and-white print. On
+# fgnet-dev the greys sit under 2 and the colour photos above 8, faded and sepia-toned ones included.
+GREY_CHROMA = 6.0
+
+
+def black_and_white(thumbs: np.ndarray) -> np.ndarray:
+    """Which faces are black-and-white, decided from their pixels: the mean spread between the
+    brightest and darkest channel of each pixel, which a grey print (scanned in colour or not) lacks."""
+    t = np.asarray(thumbs, dtype=np.int16)
+    return (t.max(axis=-1) - t.min(axis=-1)).reshape(len(t), -1).mean(axis=1) < GREY_CHROMA
+
+
 def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None) -> dict[str, Any]:
     """Every metric for predicted distributions against a Prepared split's labels."""
     ages = prep.ages.astype(np.float64)
@@ -43,13 +55,20 @@ def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None) -
     out: dict[str, Any] = {
         "faces": int(len(ages)),
         "mae": float(err.mean()),
+        "bias": float((pred - ages).mean()),
         "mae_0_12": float(err[ages <= 12].mean()) if np.any(ages <= 12) else None,
         "mae_by_band": {},
         "groups": {name: group_accuracy(dist, ages, s) for name, s in PRESETS.items()},
     }
     for name, lo, hi in BANDS:
         sel = (ages >= lo) & (ages <= hi)
-        out["mae_by_band"][name] = {"mae": float(err[sel].mean()) if sel.any() else None, "faces": int(sel.sum())}
+        out["mae_by_band"][name] = {"mae": float(err[sel].mean()) if sel.any() else None, "faces": int(sel.sum()),
+                                    "bias": float((pred - ages)[sel].mean()) if sel.any() else None}
+    grey = black_and_white(prep.thumbs)
+    out["by_colour"] = {
+        kind: {"faces": int(sel.sum()), "mae": float(err[sel].mean()) if sel.any() else None,
+               "bias": float((pred - ages)[sel].mean()) if sel.any() else None}
+        for kind, sel in (("black_and_white", grey), ("colour", ~grey))}
     cdf = np.cumsum(dist, axis=1)
     low = np.argmax(cdf >= 0.1, axis=1)
     high = np.argmax(cdf >= 0.9, axis=1)
@@ -61,6 +80,22 @@ def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None) -
             guess = (np.asarray(female).reshape(-1) >= 0.5).astype(int)
             out["gender_accuracy"] = float(np.mean(guess[known] == prep.genders[known]))
     return out
+
+
+def group_metrics(prep: Any, dist: np.ndarray) -> dict[str, Any]:
+    """For data labelled with groups, not ages (Adience): exact and one-off accuracy of the group
+    phototag assigns (the one holding the expected age), under the preset whose groups the labels name."""
+    labels = set(prep.groups.tolist())
+    scheme = next((s for s in PRESETS.values() if labels <= set(s.names)), None)
+    if scheme is None:
+        raise ValueError(f"no preset scheme has the groups {sorted(labels)}")
+    pred = group_indices(np.asarray(dist, np.float64) @ BINS, scheme)
+    true = np.array([scheme.names.index(g) for g in prep.groups])
+    off = np.abs(pred - true)
+    by_group = {g: {"faces": int((true == i).sum()), "exact": float(np.mean(off[true == i] == 0))}
+                for i, g in enumerate(scheme.names) if (true == i).any()}
+    return {"faces": int(len(true)), "scheme": scheme.name, "exact": float(np.mean(off == 0)),
+            "one_off": float(np.mean(off <= 1)), "by_group": by_group}
 
 
 def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray] | None = None) -> dict[str, float]:
@@ -130,6 +165,12 @@ def _plots(report: Path, ages: np.ndarray, dist: np.ndarray, metrics: dict[str, 
     ax.bar(bands, [metrics["mae_by_band"][b]["mae"] for b in bands])
     ax.set(xlabel="true age band", ylabel="MAE (years)", title="MAE by age band")
     fig.tight_layout(); fig.savefig(report / "mae_by_band.png"); plt.close(fig); made.append("mae_by_band.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.bar(bands, [metrics["mae_by_band"][b]["bias"] for b in bands])
+    ax.axhline(0, color="k", lw=1)
+    ax.set(xlabel="true age band", ylabel="bias (years, + = too old)", title="Bias by age band")
+    fig.tight_layout(); fig.savefig(report / "bias_by_band.png"); plt.close(fig); made.append("bias_by_band.png")
     return made
 
 
@@ -139,6 +180,7 @@ def _markdown(model_id: str, data: str, split: str, m: dict[str, Any], plots: li
         f"Data: `{data}`, split `{split}`, {m['faces']} faces.", "",
         "| metric | value |", "|---|---|",
         f"| MAE (years) | {m['mae']:.2f} |",
+        f"| bias (years, + = too old) | {m['bias']:+.2f} |",
         f"| MAE ages 0-12 | {m['mae_0_12']:.2f} |" if m.get("mae_0_12") is not None else "| MAE ages 0-12 | n/a |",
         f"| 80% interval covers the true age | {m['interval_80_coverage']:.1%} |",
     ]
@@ -146,10 +188,15 @@ def _markdown(model_id: str, data: str, split: str, m: dict[str, Any], plots: li
         lines.append(f"| gender accuracy | {m['gender_accuracy']:.1%} |")
     for k, v in m.get("speed", {}).items():
         lines.append(f"| {k.replace('_', ' ')} | {v:.4g} |")
-    lines += ["", "| age band | faces | MAE |", "|---|---|---|"]
+    lines += ["", "| photos | faces | MAE | bias |", "|---|---|---|---|"]
+    for kind, v in m["by_colour"].items():
+        if v["faces"]:
+            lines.append(f"| {kind.replace('_', ' ')} | {v['faces']} | {v['mae']:.2f} | {v['bias']:+.2f} |")
+    lines += ["", "| age band | faces | MAE | bias |", "|---|---|---|---|"]
     for band, v in m["mae_by_band"].items():
         mae = "n/a" if v["mae"] is None else f"{v['mae']:.2f}"
-        lines.append(f"| {band} | {v['faces']} | {mae} |")
+        bias = "n/a" if v["bias"] is None else f"{v['bias']:+.2f}"
+        lines.append(f"| {band} | {v['faces']} | {mae} | {bias} |")
     lines += ["", "| scheme | exact | one-off |", "|---|---|---|"]
     for name, v in m["groups"].items():
         lines.append(f"| {name}{' (default)' if name == DEFAULT_SCHEME else ''} | {v['exact']:.1%} | {v['one_off']:.1%} |")
@@ -166,7 +213,10 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
 
     model = load_model(model_path)
     prep = prepare(data, workers=workers, limit=limit, quiet=quiet)
-    part = prep.subset((prep.ages >= 0) & ((prep.splits == split) if split != "all" else True))
+    in_split = (prep.splits == split) if split != "all" else np.ones(len(prep), bool)
+    if not (prep.ages >= 0).any() and (prep.groups != "").any():
+        return _evaluate_groups(model, data, prep.subset(in_split & (prep.groups != "")), split, report)
+    part = prep.subset((prep.ages >= 0) & in_split)
     if len(part) == 0:
         raise ValueError(f"{data}: no labelled faces in split {split!r}")
     pred = model.predict_descriptors(part.descriptors)
@@ -185,4 +235,23 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
                        PRESETS[DEFAULT_SCHEME])
         (rdir / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
         (rdir / "report.md").write_text(_markdown(model.model_id, m["data"], split, m, plots), encoding="utf-8")
+    return m
+
+
+def _evaluate_groups(model: Any, data: str, part: Any, split: str, report: str | Path | None) -> dict[str, Any]:
+    """Group-labelled data (Adience): exact and one-off group accuracy, in metrics.json and report.md."""
+    if len(part) == 0:
+        raise ValueError(f"{data}: no labelled faces in split {split!r}")
+    m = group_metrics(part, model.predict_descriptors(part.descriptors).distribution)
+    m.update(model=model.model_id, data=data.split(":", 1)[0], split=split)
+    if report is not None:
+        rdir = Path(report)
+        rdir.mkdir(parents=True, exist_ok=True)
+        (rdir / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+        lines = [f"# Evaluation of `{model.model_id}`", "", f"Data: `{m['data']}`, split `{split}`, {m['faces']} "
+                 f"faces labelled with the `{m['scheme']}` scheme's groups.", "", "| metric | value |", "|---|---|",
+                 f"| exact | {m['exact']:.1%} |", f"| one-off | {m['one_off']:.1%} |", "",
+                 "| group | faces | exact |", "|---|---|---|"]
+        lines += [f"| {g} | {v['faces']} | {v['exact']:.1%} |" for g, v in m["by_group"].items()]
+        (rdir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return m

@@ -27,6 +27,7 @@ class FaceRecord:
     gender: int | None = None  # 0 male, 1 female
     # Where the face is when the detector misses it: (top, right, bottom, left) as fractions of the image.
     fallback_box: tuple[float, float, float, float] | None = None
+    person: str | None = None  # who it is, where the data set says (FG-NET, Adience): for splits by person
 
 
 @dataclass
@@ -55,17 +56,19 @@ def split_of(key: str, *, val: int = 10, test: int = 10) -> str:
 
 
 def _registry() -> dict[str, Callable[[Path, ReadStats], Iterator[FaceRecord]]]:
-    from . import labelled_csv, utkface, utkface_csv, wiki_mat
+    from . import adience, fgnet, labelled_csv, utkface, utkface_csv, wiki_mat
 
     return {
         "utkface": utkface.read,
         "utkface_csv": utkface_csv.read,
         "wiki": wiki_mat.read,
         "labelled_csv": labelled_csv.read,
+        "fgnet": fgnet.read,
+        "adience": adience.read,
     }
 
 
-READERS = ("utkface", "utkface_csv", "wiki", "labelled_csv")
+READERS = ("utkface", "utkface_csv", "wiki", "labelled_csv", "fgnet", "adience")
 
 
 def open_data(spec: str, stats: ReadStats | None = None) -> tuple[list[FaceRecord], ReadStats]:
