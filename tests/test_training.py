@@ -115,6 +115,6 @@ def test_cli_train_and_evaluate_errors_are_one_line(tmp_path):
 
     r = CliRunner().invoke(app, ["evaluate", "--data", "nope"])
     assert (r.exit_code, r.stderr) == (
-        2, "Error: data spec 'nope' is not READER:PATH (readers: utkface, utkface_csv, wiki, labelled_csv)\n")
+        2, "Error: data spec 'nope' is not READER:PATH (readers: utkface, utkface_csv, wiki, labelled_csv, fgnet, adience)\n")
     r = CliRunner().invoke(app, ["train", "--data", f"utkface:{tmp_path}/none", "--out", str(tmp_path / "m")])
     assert (r.exit_code, r.stderr) == (2, f"Error: {tmp_path}/none: no such file or folder\n")
