@@ -16,6 +16,10 @@ from typing import List, Optional
 import typer
 
 from . import __version__
+from .cli_common import DbOption, printable
+from .cli_common import db_path as _db
+from .cli_common import fatal as _fatal
+from .cli_people import age_range, people_app  # light: typer only
 from .errors import PhototagError
 
 EXIT_CODES = """Exit codes: 0 all done; 1 some files failed (each named on stderr); 2 usage or fatal error;
@@ -29,27 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-DbOption = typer.Option(None, "--db", help="Index file. Default: $PHOTOTAG_DB, else phototag.db in the user data folder.",
-                        show_default=False)
-
-
-def _fatal(exc: PhototagError) -> typer.Exit:
-    typer.echo(f"Error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
-
-
-def printable(path: str) -> str:
-    """A path on one line: control characters and undecodable bytes escaped."""
-    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _db(db: Optional[Path]) -> Path:
-    from .index import default_db_path
-
-    return db if db is not None else default_db_path()
-
 
 def _report_failure(path: str, reason: str) -> None:
     """One line per bad file, naming it and the reason; the run carries on."""
@@ -90,8 +73,6 @@ def main(
     except PhototagError as exc:
         raise _fatal(exc) from None
 
-
-from .cli_people import age_range, people_app  # noqa: E402  (light: typer only)
 
 app.add_typer(people_app, name="people")
 

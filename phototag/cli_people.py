@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
+from .cli_common import DbOption, db_path, fatal
 from .errors import PhototagError
 
 people_app = typer.Typer(help="The people in your photos: list, show, name, merge, correct.",
                          invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
 
-DbOption = typer.Option(None, "--db", help="Index file. Default: $PHOTOTAG_DB, else phototag.db in the user data folder.",
-                        show_default=False)
 FormatOption = typer.Option("table", "--format", "-f", help="Output: table or json.")
 
 
-def _fatal(exc: PhototagError) -> typer.Exit:
-    typer.echo(f"Error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
-
-
 def _open(db: Optional[Path], *, write: bool = False):
-    from .cli import _db
     from .index import Index
 
-    index = Index(_db(db), create=False)
+    index = Index(db_path(db), create=False)
     if write:
         try:
             index.lock()
@@ -67,7 +60,7 @@ def age_range(face: dict[str, Any]) -> str:
 
 def _check_format(fmt: str) -> None:
     if fmt not in ("table", "json"):
-        raise _fatal(PhototagError(f"unknown format {fmt!r}: use table or json"))
+        raise fatal(PhototagError(f"unknown format {fmt!r}: use table or json"))
 
 
 @people_app.callback()
@@ -86,7 +79,7 @@ def people(ctx: typer.Context, db: Optional[Path] = DbOption,
         with _open(db) as index:
             rows = list_people(index, min_faces=min_faces)
     except PhototagError as exc:
-        raise _fatal(exc) from None
+        raise fatal(exc) from None
     if format == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -125,7 +118,16 @@ def show(person: str = typer.Argument(..., help="The person's id or name."), db:
                                    on_skip=lambda p, r: typer.echo(f"phototag: {p}: {r}", err=True))
             typer.echo(f"{result.faces} faces on {result.path}", err=format == "json")
     except PhototagError as exc:
-        raise _fatal(exc) from None
+        raise fatal(exc) from None
+
+
+def _change(db: Optional[Path], fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run one change to people under the scan lock; its error becomes the `Error:` line."""
+    try:
+        with _open(db, write=True) as index:
+            return fn(index, *args)
+    except PhototagError as exc:
+        raise fatal(exc) from None
 
 
 def _done(info: dict[str, Any], what: str) -> None:
@@ -142,11 +144,7 @@ def name(person: str = typer.Argument(..., help="The person's id or name."),
     """Give a person a name, a birth date, or both. Later scans never undo it."""
     from .people import name_person
 
-    try:
-        with _open(db, write=True) as index:
-            info = name_person(index, person, new_name, born)
-    except PhototagError as exc:
-        raise _fatal(exc) from None
+    info = _change(db, name_person, person, new_name, born)
     _done(info, "named" if born is None else "named and dated" if new_name else "dated")
 
 
@@ -157,11 +155,7 @@ def merge(person: str = typer.Argument(..., help="The person to keep (id or name
     """The others are the same person as the first: their faces join it, for good."""
     from .people import merge_people
 
-    try:
-        with _open(db, write=True) as index:
-            info = merge_people(index, person, others)
-    except PhototagError as exc:
-        raise _fatal(exc) from None
+    info = _change(db, merge_people, person, others)
     _done(info, f"merged {len(others)} into it")
 
 
@@ -173,9 +167,5 @@ def remove(person: str = typer.Argument(..., help="The person (id or name)."),
     """Take faces out of a person: they never go back to them, and are grouped again elsewhere."""
     from .people import remove_face
 
-    try:
-        with _open(db, write=True) as index:
-            info = remove_face(index, person, face)
-    except PhototagError as exc:
-        raise _fatal(exc) from None
+    info = _change(db, remove_face, person, face)
     _done(info, f"{len(face)} face{'s' if len(face) != 1 else ''} taken out")

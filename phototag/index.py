@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -511,10 +511,11 @@ class _FaceFilter:
         from .groups import get_scheme
 
         self.scheme = get_scheme(filters.scheme) if filters.scheme else None
-        if filters.person is not None and index.conn.execute(
-                "SELECT 1 FROM people WHERE name = ? OR CAST(id AS TEXT) = ?",
-                (filters.person, filters.person)).fetchone() is None:
-            raise PhototagError(f"no person {filters.person!r} in the index (phototag people lists them)")
+        self.filters = filters  # with the person named by id, once resolved the way `people` resolves them
+        if filters.person is not None:
+            from .people import resolve_person
+
+            self.filters = replace(filters, person=str(resolve_person(index, filters.person)["id"]))
         self.wanted: set[str] | None = None
         if filters.groups:
             names = self.scheme.names if self.scheme else sorted({r[0] for r in index.conn.execute(
@@ -529,15 +530,13 @@ class _FaceFilter:
 
     def __call__(self, row: sqlite3.Row) -> dict[str, Any] | None:
         """The face as a dict (regrouped if asked), or None when it does not match."""
-        from .groups import estimate
+        from .retag import used_estimate
 
         item = row_json(row)
         if self.scheme is not None and row["scheme"] != self.scheme.name and row["distribution"]:
-            own = row["person_distribution"] is None
-            e = estimate(unpack_distribution(row["distribution" if own else "person_distribution"]), self.scheme)
-            item.update(age_group=e.group, group_prob=round(e.group_prob, 4), scheme=self.scheme.name)
-            if own:
-                item.update(age_low=e.low, age_high=e.high)
+            e = used_estimate(row, self.scheme)
+            item.update(age_group=e.group, group_prob=round(e.group_prob, 4), scheme=self.scheme.name,
+                        age_low=e.low, age_high=e.high)
         if self.wanted is not None and item["age_group"] not in self.wanted:
             return None
         return item
@@ -546,7 +545,7 @@ class _FaceFilter:
 def query(index: Index, filters: QueryFilters) -> list[dict[str, Any]]:
     """Matching faces, one dict each; groups recomputed from the distribution under `filters.scheme`."""
     keep = _FaceFilter(index, filters)
-    return [item for item in map(keep, index.faces_rows(filters)) if item is not None]
+    return [item for item in map(keep, index.faces_rows(keep.filters)) if item is not None]
 
 
 def export(index: Index, filters: QueryFilters) -> Iterator[dict[str, Any]]:
@@ -557,6 +556,7 @@ def export(index: Index, filters: QueryFilters) -> Iterator[dict[str, Any]]:
     photos with a matching face come out; without one, every photo does: failed and missing ones
     too (their `status` and `error` say why), since an export is a full record of the index."""
     keep = _FaceFilter(index, filters)
+    filters = keep.filters
     face_filter = (filters.groups or filters.min_age is not None or filters.max_age is not None
                    or filters.person is not None)
     where, params = index._photo_where(filters, only_ok=bool(face_filter))
