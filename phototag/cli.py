@@ -444,6 +444,8 @@ def train(
     data: str = DataOption,
     out: Path = typer.Option(..., help="Output base name: writes OUT.keras and OUT.json (the card)."),
     config: Optional[str] = typer.Option(None, help="Config file, or a name in training/configs (cpu, gpu)."),
+    extra: List[str] = typer.Option([], help="More READER:PATH data to learn from (e.g. fgnet:DIR), measured by "
+                                    "cross-validation over folds of people first. Repeatable."),
     limit: Optional[int] = LimitOption,
     workers: int = PrepWorkersOption,
     quiet: bool = QuietOption,
@@ -451,10 +453,14 @@ def train(
     """Train an age model from a dataset and write it with its card."""
     from training.train import train as run_train
 
-    card = _training_call(run_train, data, out, config, limit=limit, workers=workers or None, quiet=quiet)
+    card = _training_call(run_train, data, out, config, extra=extra, limit=limit, workers=workers or None,
+                          quiet=quiet)
     test = card["metrics"].get("test", {})
     typer.echo(f"wrote {out.with_suffix('.keras')} and {out.with_suffix('.json')}: test MAE "
                f"{test.get('mae', float('nan')):.2f} years on {test.get('faces', 0)} faces")
+    for name, m in card["metrics"].get("crossval", {}).items():
+        typer.echo(f"{name}, cross-validated over {m['folds']} folds of people: MAE {m['mae']:.2f}, "
+                   f"bias {m['bias']:+.2f} on {m['faces']} faces")
 
 
 @app.command()
@@ -481,6 +487,11 @@ def evaluate(
                    f"{m['mae_0_12'] or float('nan'):.2f}), ten groups exact {g['exact']:.1%}, one-off {g['one_off']:.1%}"
                    + (f"; black-and-white: {bw['faces']} faces, MAE {bw['mae']:.2f}, bias {bw['bias']:+.2f}"
                       if bw["faces"] else ""))
+    if m.get("learned_from_these_faces"):
+        cv = m.get("crossval") or {}
+        typer.echo("note: this model learned from these faces, so the figures above flatter it; its card's "
+                   "cross-validated figure, on people each fold model never saw: "
+                   + (f"MAE {cv['mae']:.2f}, bias {cv['bias']:+.2f} on {cv['faces']} faces" if cv else "none"))
     if report:
         typer.echo(f"report: {report / 'report.md'}")
 

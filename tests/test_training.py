@@ -1,6 +1,7 @@
 """training/: prepare through phototag.faces, train, write the card, evaluate with a report."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,90 @@ def test_cli_train_and_evaluate_errors_are_one_line(tmp_path):
         2, "Error: data spec 'nope' is not READER:PATH (readers: utkface, utkface_csv, wiki, labelled_csv, fgnet, adience)\n")
     r = CliRunner().invoke(app, ["train", "--data", f"utkface:{tmp_path}/none", "--out", str(tmp_path / "m")])
     assert (r.exit_code, r.stderr) == (2, f"Error: {tmp_path}/none: no such file or folder\n")
+
+
+def test_augmentations_are_seeded_by_key_recorded_and_each_does_what_it_says(astronaut):
+    from training.augment import OPERATIONS, POLICIES, apply, augment, draw
+    from training.evaluate import black_and_white
+
+    img = astronaut[30:250, 110:330]
+    a, ops_a = augment(img, "utk/1.jpg", 150)
+    b, ops_b = augment(img, "utk/1.jpg", 150)
+    assert ops_a == ops_b and a.tobytes() == b.tobytes()  # the same face always gets the same copy
+    assert a.shape == img.shape and a.dtype == np.uint8
+    drawn = [draw(f"k{i}")[0] for i in range(400)]
+    assert all(ops and set(ops) <= set(OPERATIONS) for ops in drawn)  # never nothing, only known names
+    colour = [sum(o in ("grey", "sepia", "fade", "cast") for o in ops) for ops in drawn]
+    assert max(colour) == 1  # at most one colour treatment per copy
+    share = np.mean([ops.count("grey") for ops in drawn])
+    assert abs(share - POLICIES["archive"]["grey"]) < 0.07
+    rng = np.random.default_rng
+    for op in OPERATIONS:
+        out = apply(img, [op], rng(0), 150)
+        assert np.abs(out.astype(int) - img).mean() > 1.0, op  # every operation changes the photo
+    grey = apply(img, ["grey"], rng(0), 150)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    thumbs = np.stack([np.asarray(Image.fromarray(x).resize((64, 64))) for x in (img, grey,
+                                                                                 apply(img, ["sepia"], rng(0), 150))])
+    assert black_and_white(thumbs).tolist() == [False, True, False]  # sepia is toned, not grey
+    # a small face brought back up has lost its fine detail: less energy between neighbouring pixels
+    small = apply(img, ["lowres"], rng(0), 150).astype(float)
+    assert np.abs(np.diff(small, axis=1)).mean() < 0.7 * np.abs(np.diff(img.astype(float), axis=1)).mean()
+
+
+def fgnet_like(folder, astronaut, people=4, each=3):
+    """FG-NET-style names (person 00P at age AA) on real face photos, some black-and-white."""
+    folder.mkdir(parents=True, exist_ok=True)
+    face = Image.fromarray(astronaut[10:270, 90:350])
+    for p in range(people):
+        for k in range(each):
+            im = face.rotate(3 * k - 3).resize((240, 240))
+            if (p + k) % 3 == 0:
+                im = im.convert("L").convert("RGB")
+            im.save(folder / f"{p + 1:03d}A{5 + 10 * k:02d}.JPG", quality=90)
+    return folder
+
+
+def test_train_with_augmentation_and_fgnet_people_crossvalidated(tiny_data, tmp_path, astronaut):
+    from training.prepare import prepare, prepare_augmented
+    from training.train import train
+
+    fg = fgnet_like(tmp_path / "fg", astronaut)
+    cfg = json.loads((Path(__file__).parents[1] / "training" / "configs" / "smoke.json").read_text())
+    cfg.update(augment="archive", extra_weight=3.0, folds=2)
+    (tmp_path / "aug.json").write_text(json.dumps(cfg))
+    out = tmp_path / "models" / "aug"
+    card = train(f"utkface:{tiny_data}", out, tmp_path / "aug.json", extra=[f"fgnet:{fg}"], workers=1, quiet=True)
+    faces = card["training"]["faces"]
+    clean = prepare(f"utkface:{tiny_data}", workers=1, quiet=True)
+    worse = prepare_augmented(f"utkface:{tiny_data}", "archive", workers=1, quiet=True)
+    assert worse.keys.tolist() == clean.keys.tolist() and all(worse.augs)  # one degraded copy of every face
+    assert not np.allclose(worse.descriptors, clean.descriptors)
+    assert faces["train"] == 2 * int((clean.splits == "train").sum())  # each train face and its copy
+    assert faces["test_degraded"] == faces["test"] == int((clean.splits == "test").sum())
+    assert card["training"]["augment"]["policy"] == "archive"
+    assert card["training"]["extra"] == {"fgnet": {"faces": 12, "weight": 3.0, "folds": 2}}
+    cv = card["metrics"]["crossval"]["fgnet"]
+    assert cv["faces"] == 12 and cv["folds"] == 2 and cv["people_split"] is True
+    assert cv["by_colour"]["black_and_white"]["faces"] == 4
+    assert "FG-NET" in card["licence"] and "UTKFace" in card["licence"]
+    # evaluating it on the faces it learned from says so, and points to the cross-validated figure
+    from typer.testing import CliRunner
+
+    from phototag.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--data", f"fgnet:{fg}", "--model", str(out), "--split", "all", "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == (
+        "note: this model learned from these faces, so the figures above flatter it; its card's cross-validated "
+        f"figure, on people each fold model never saw: MAE {cv['mae']:.2f}, bias {cv['bias']:+.2f} on 12 faces")
+
+
+def test_people_folds_keep_a_person_together():
+    from training.sets import person_folds
+
+    persons = np.array([f"fgnet/{i // 5:03d}" for i in range(200)])
+    folds = person_folds(persons, 5)
+    for p in set(persons):
+        assert len(set(folds[persons == p])) == 1
+    assert set(folds) == {0, 1, 2, 3, 4}

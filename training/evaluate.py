@@ -213,9 +213,14 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
 
     model = load_model(model_path)
     prep = prepare(data, workers=workers, limit=limit, quiet=quiet)
+    source = data.split(":", 1)[0]
+    learned = source in model.card.get("training", {}).get("extra", {})
     in_split = (prep.splits == split) if split != "all" else np.ones(len(prep), bool)
     if not (prep.ages >= 0).any() and (prep.groups != "").any():
         return _evaluate_groups(model, data, prep.subset(in_split & (prep.groups != "")), split, report)
+    if learned:
+        # Its card holds the honest figure: cross-validated over people the fold models never saw.
+        held = model.card.get("metrics", {}).get("crossval", {}).get(source)
     part = prep.subset((prep.ages >= 0) & in_split)
     if len(part) == 0:
         raise ValueError(f"{data}: no labelled faces in split {split!r}")
@@ -226,8 +231,12 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
     chips = [np.asarray(Image.fromarray(t).resize((150, 150))) for t in part.thumbs[:16]]
     m["speed"] = faces_per_second(model, part.descriptors, chips)
     m["model"] = model.model_id
-    m["data"] = data.split(":", 1)[0]
+    m["data"] = source
     m["split"] = split
+    if learned:
+        m["learned_from_these_faces"] = True
+        m["crossval"] = {k: held[k] for k in ("faces", "folds", "mae", "bias", "mae_0_12", "by_colour")
+                         if held and k in held}
     if report is not None:
         rdir = Path(report)
         rdir.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,15 @@ and this code's version, so a second training run does no detection at all.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import sys
+import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +40,27 @@ class Prepared:
     descriptors: np.ndarray  # float32 n x 128
     thumbs: np.ndarray  # uint8 n x THUMB x THUMB x 3
     stats: dict
+    augs: np.ndarray | None = None  # str: what training/augment.py did to each face ("grey+grain"), "" for none
 
     def subset(self, mask: np.ndarray) -> "Prepared":
         return Prepared(
             keys=self.keys[mask], ages=self.ages[mask], genders=self.genders[mask], groups=self.groups[mask],
             splits=self.splits[mask], detected=self.detected[mask], descriptors=self.descriptors[mask],
-            thumbs=self.thumbs[mask], stats=self.stats,
+            thumbs=self.thumbs[mask], stats=self.stats, augs=None if self.augs is None else self.augs[mask],
+        )
+
+    def concat(self, other: "Prepared") -> "Prepared":
+        """Both sets of faces in one, e.g. clean faces and their degraded copies for training."""
+        def aug(p: Prepared) -> np.ndarray:
+            return np.full(len(p), "", dtype=object) if p.augs is None else p.augs.astype(object)
+
+        return Prepared(
+            keys=np.concatenate([self.keys, other.keys]), ages=np.concatenate([self.ages, other.ages]),
+            genders=np.concatenate([self.genders, other.genders]), groups=np.concatenate([self.groups, other.groups]),
+            splits=np.concatenate([self.splits, other.splits]), detected=np.concatenate([self.detected, other.detected]),
+            descriptors=np.concatenate([self.descriptors, other.descriptors]),
+            thumbs=np.concatenate([self.thumbs, other.thumbs]), stats=self.stats,
+            augs=np.concatenate([aug(self), aug(other)]).astype(str),
         )
 
     def __len__(self) -> int:
@@ -76,8 +95,19 @@ def _upsample_for(shape: tuple[int, ...]) -> int:
     return 0 if side >= 160 else 1 if side >= 80 else 2
 
 
-def prepare_one(record: FaceRecord) -> tuple[np.ndarray, np.ndarray, bool] | str:
-    """(descriptor, thumbnail, detected) for one record, or the reason it cannot be used."""
+def _thumb(chip: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(chip).resize((THUMB, THUMB), Image.BILINEAR))
+
+
+def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -> tuple | str:
+    """(descriptor, thumbnail, detected) for one record, or the reason it cannot be used.
+
+    With `augment` (a policy of training/augment.py), also (descriptor, thumbnail, operations) of a
+    degraded copy: the photo is degraded whole and aligned with the clean photo's box, as a scan of an
+    old print would be found by a detector and then aligned on its own pixels.
+    """
     try:
         rgb = _load_rgb(record.image)
     except Exception as exc:  # noqa: BLE001 - any unreadable image is counted, never fatal
@@ -95,11 +125,14 @@ def prepare_one(record: FaceRecord) -> tuple[np.ndarray, np.ndarray, bool] | str
     else:
         return "no face found"
     crop = faces.align_and_crop(rgb, box)
-    descriptor = faces.describe([crop.chip])[0]
-    from PIL import Image
+    if augment is None:
+        return faces.describe([crop.chip])[0], _thumb(crop.chip), detected
+    from training.augment import augment as degrade
 
-    thumb = np.asarray(Image.fromarray(crop.chip).resize((THUMB, THUMB), Image.BILINEAR))
-    return descriptor, thumb, detected
+    worse, ops = degrade(rgb, record.key, box.width, augment, seed)
+    worse_crop = faces.align_and_crop(worse, box)
+    descriptors = faces.describe([crop.chip, worse_crop.chip])
+    return ((descriptors[0], _thumb(crop.chip), detected), (descriptors[1], _thumb(worse_crop.chip), "+".join(ops)))
 
 
 def _cache_key(spec: str, records: list[FaceRecord]) -> str:
@@ -111,27 +144,64 @@ def _cache_key(spec: str, records: list[FaceRecord]) -> str:
     return f"{name}-{len(records)}-{h.hexdigest()[:16]}"
 
 
-def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, quiet: bool = False) -> Prepared:
-    """Read `spec`, prepare every face (or the first `limit` by a stable order), cached on disk."""
+def _records(spec: str, limit: int | None) -> tuple[list[FaceRecord], Any]:
     records, stats = open_data(spec)
     if limit is not None and limit < len(records):
         records = sorted(records, key=lambda r: hashlib.sha256(r.key.encode()).hexdigest())[:limit]
+    return records, stats
+
+
+def _augmented_path(clean: Path, policy: str, seed: int) -> Path:
+    from training.augment import AUGMENT_VERSION
+
+    return clean.with_name(f"{clean.stem}-{policy}{AUGMENT_VERSION}-s{seed}.npz")
+
+
+def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, quiet: bool = False) -> Prepared:
+    """Read `spec`, prepare every face (or the first `limit` by a stable order), cached on disk."""
+    records, stats = _records(spec, limit)
     path = cache_dir() / f"{_cache_key(spec, records)}.npz"
     if path.exists():
         return _load(path)
-    workers = workers or os.cpu_count() or 1
-    import time
+    started = time.time()
+    results = _run(records, partial(prepare_one), workers, quiet)
+    prep = _build(records, stats, results, started, workers)
+    _save(path, prep)
+    return prep
 
+
+def prepare_augmented(spec: str, policy: str = "archive", *, seed: int = 0, workers: int | None = None,
+                      limit: int | None = None, quiet: bool = False) -> Prepared:
+    """A degraded copy of every face `prepare` keeps (training/augment.py's `policy`), cached on disk
+    beside the clean faces; where those are not cached yet, both are made in one pass."""
+    records, stats = _records(spec, limit)
+    clean_path = cache_dir() / f"{_cache_key(spec, records)}.npz"
+    path = _augmented_path(clean_path, policy, seed)
+    if path.exists():
+        return _load(path)
+    started = time.time()
+    results = _run(records, partial(prepare_one, augment=policy, seed=seed), workers, quiet)
+    if not clean_path.exists():
+        clean = [r if isinstance(r, str) else r[0] for r in results]
+        _save(clean_path, _build(records, stats, clean, started, workers))
+    worse = [r if isinstance(r, str) else r[1] for r in results]
+    prep = _build(records, stats, worse, started, workers)
+    _save(path, prep)
+    return prep
+
+
+def _run(records: list[FaceRecord], fn: Any, workers: int | None, quiet: bool) -> list:
     from tqdm import tqdm
 
-    started = time.time()
-
-    results: list = []
+    workers = workers or os.cpu_count() or 1
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        it = pool.imap(prepare_one, [r for r in records], chunksize=16)
-        for res in tqdm(it, total=len(records), desc="prepare", disable=quiet or not sys.stderr.isatty(), unit="face"):
-            results.append(res)
+        it = pool.imap(fn, records, chunksize=16)
+        return list(tqdm(it, total=len(records), desc="prepare", disable=quiet or not sys.stderr.isatty(), unit="face"))
+
+
+def _build(records: list[FaceRecord], stats: Any, results: list, started: float, workers: int | None) -> Prepared:
+    """Stack the usable results; count every record that was not, by its reason."""
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped: dict[str, int] = dict(stats.skipped)
     for r in results:
@@ -139,13 +209,14 @@ def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, 
             skipped[r] = skipped.get(r, 0) + 1
     kept = [records[i] for i in keep]
     res = [results[i] for i in keep]
-    prep = Prepared(
+    augmented = bool(res) and isinstance(res[0][2], str)
+    return Prepared(
         keys=np.array([r.key for r in kept]),
         ages=np.array([-1 if r.age is None else r.age for r in kept], dtype=np.int16),
         genders=np.array([-1 if r.gender is None else r.gender for r in kept], dtype=np.int8),
         groups=np.array([r.group or "" for r in kept]),
         splits=np.array([split_of(r.key) for r in kept]),
-        detected=np.array([x[2] for x in res], dtype=bool),
+        detected=np.ones(len(res), bool) if augmented else np.array([x[2] for x in res], dtype=bool),
         descriptors=np.stack([x[0] for x in res]).astype(np.float32) if res else np.zeros((0, 128), np.float32),
         thumbs=np.stack([x[1] for x in res]) if res else np.zeros((0, THUMB, THUMB, 3), np.uint8),
         stats={
@@ -153,25 +224,28 @@ def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, 
             "used": len(kept),
             "skipped": skipped,
             "skipped_examples": stats.examples,
-            "detector_missed": int(len(kept) - sum(x[2] for x in res)),
+            "detector_missed": 0 if augmented else int(len(kept) - sum(x[2] for x in res)),
             "seconds": round(time.time() - started, 1),
-            "workers": workers,
+            "workers": workers or os.cpu_count() or 1,
         },
+        augs=np.array([x[2] for x in res]) if augmented else None,
     )
+
+
+def _save(path: Path, prep: Prepared) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
+    extra = {} if prep.augs is None else {"augs": prep.augs}
     np.savez(tmp, keys=prep.keys, ages=prep.ages, genders=prep.genders, groups=prep.groups, splits=prep.splits,
              detected=prep.detected, descriptors=prep.descriptors, thumbs=prep.thumbs,
-             stats=np.array(__import__("json").dumps(prep.stats)))
+             stats=np.array(json.dumps(prep.stats)), **extra)
     os.replace(tmp, path)
-    return prep
 
 
 def _load(path: Path) -> Prepared:
-    import json
-
     z = np.load(path, allow_pickle=False)
     return Prepared(
         keys=z["keys"], ages=z["ages"], genders=z["genders"], groups=z["groups"], splits=z["splits"],
         detected=z["detected"], descriptors=z["descriptors"], thumbs=z["thumbs"], stats=json.loads(str(z["stats"])),
+        augs=z["augs"] if "augs" in z.files else None,
     )

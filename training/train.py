@@ -22,7 +22,9 @@ import numpy as np
 
 from phototag.model import AGE_BINS, CARD_FORMAT
 from training.evaluate import metrics_for
-from training.prepare import Prepared, prepare
+from training.augment import AUGMENT_VERSION, POLICIES
+from training.prepare import Prepared
+from training.sets import extra_set, main_sets, with_extra
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -44,6 +46,11 @@ class TrainConfig:
     learning_rate: float = 1e-3
     patience: int = 20
     seed: int = 20261122
+    # A policy of training/augment.py: every face is also seen degraded as an old print would be.
+    augment: str | None = None
+    augment_skip: tuple[str, ...] = ()  # leave out degraded copies that used any of these (ablation)
+    extra_weight: float = 1.0  # each face of the extra data (few, from the target domain) counts this many times
+    folds: int = 5  # extra data is measured by cross-validation over this many folds of people
 
     @classmethod
     def load(cls, path: str | Path | None) -> "TrainConfig":
@@ -56,8 +63,9 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown config keys: {', '.join(sorted(unknown))}")
-        if "hidden" in data:
-            data["hidden"] = tuple(data["hidden"])
+        for key in ("hidden", "augment_skip"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
 
@@ -146,8 +154,10 @@ def _targets(prep: Prepared, cfg: TrainConfig) -> dict[str, np.ndarray]:
     return y
 
 
-def fit(cfg: TrainConfig, train: Prepared, val: Prepared, *, verbose: int = 0):
-    """Train with early stopping on validation MAE; return the best model and its history."""
+def fit(cfg: TrainConfig, train: Prepared, val: Prepared, *, weights: np.ndarray | None = None, verbose: int = 0):
+    """Train with early stopping on validation MAE; return the best model and its history.
+
+    `weights` counts some training faces more than others (the few from the target domain)."""
     keras = _keras()
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, train.descriptors)
@@ -165,6 +175,7 @@ def fit(cfg: TrainConfig, train: Prepared, val: Prepared, *, verbose: int = 0):
     history = model.fit(
         train.descriptors, _targets(train, cfg), validation_data=(val.descriptors, _targets(val, cfg)),
         epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=[stop], verbose=verbose, shuffle=True,
+        sample_weight=weights,
     )
     return model, history.history
 
@@ -207,6 +218,18 @@ def hardware() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
+_CREDITS = {
+    "utkface": "UTKFace (Zhang, Song and Qi, CVPR 2017)",
+    "fgnet": "FG-NET (Lanitis, Taylor and Cootes, 2002)",
+    "adience": "Adience (Eidinger, Enbar and Hassner, 2014)",
+}
+
+
+def _licence(specs: list[str]) -> str:
+    names = [_CREDITS.get(s.split(":", 1)[0], s.split(":", 1)[0]) for s in specs]
+    return f"Weights trained on {' and '.join(names)}: non-commercial research use only."
+
+
 def _export_tflite(weights: Path) -> Path | None:
     """The same head as a .tflite for LiteRT, phototag's fastest runtime (bench/runtimes.py); only
     under the TensorFlow backend, which holds the converter."""
@@ -219,19 +242,48 @@ def _export_tflite(weights: Path) -> Path | None:
     return export_tflite(weights)
 
 
-def train(data: str, out: str | Path, config: str | Path | None = None, *, limit: int | None = None,
-          workers: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Prepare `data`, train, evaluate on validation and test, write `<out>.keras` and `<out>.json`."""
+def _predict(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    return model.predict(x, batch_size=1024, verbose=0)
+
+
+def crossvalidate(cfg: TrainConfig, parts: dict[str, Prepared], extras: dict[str, tuple[Prepared, np.ndarray]],
+                  ) -> dict[str, dict[str, Any]]:
+    """Metrics on each extra data set from models that never saw the people they are measured on:
+    one model per fold, trained on the main faces and every other fold."""
+    out = {}
+    for spec, (prep, folds) in extras.items():
+        dist = np.zeros((len(prep), AGE_BINS), np.float32)
+        for k in range(cfg.folds):
+            held = folds == k
+            if not held.any():
+                continue
+            train_k, weights = with_extra(parts["train"], extras, cfg.extra_weight, leave_out=(spec, k))
+            model, _ = fit(cfg, train_k, parts["val"], weights=weights)
+            dist[held] = _predict(model, prep.descriptors[held])["age"]
+        out[spec.split(":", 1)[0]] = {"folds": cfg.folds, "people_split": True, **metrics_for(prep, dist)}
+    return out
+
+
+def train(data: str, out: str | Path, config: str | Path | None = None, *, extra: tuple[str, ...] | list[str] = (),
+          limit: int | None = None, workers: int | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Prepare `data` (and `extra`), train, evaluate, write `<out>.keras` and `<out>.json`.
+
+    Faces of `extra` (e.g. fgnet:DIR) join training; they are measured by cross-validation over folds
+    of people before the shipped model learns from all of them."""
     cfg = TrainConfig.load(config)
     t0 = time.time()
-    prep = prepare(data, workers=workers, limit=limit, quiet=quiet)
+    parts, prep_stats = main_sets(data, augment=cfg.augment, augment_skip=cfg.augment_skip, limit=limit,
+                                  workers=workers, quiet=quiet)
+    extras = {spec: extra_set(spec, cfg.folds, workers=workers, quiet=quiet) for spec in extra}
     t_prep = time.time() - t0
-    labelled = prep.subset(prep.ages >= 0)
-    parts = {s: labelled.subset(labelled.splits == s) for s in ("train", "val", "test")}
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
-        raise ValueError(f"{data}: not enough labelled faces to train ({len(labelled)} usable)")
+        raise ValueError(f"{data}: not enough labelled faces to train "
+                         f"({sum(len(p) for p in parts.values())} usable)")
     t1 = time.time()
-    model, history = fit(cfg, parts["train"], parts["val"], verbose=0 if quiet else 2)
+    crossval = crossvalidate(cfg, parts, extras) if extras else {}
+    train_all, weights = with_extra(parts["train"], extras, cfg.extra_weight)
+    model, history = fit(cfg, train_all, parts["val"], weights=weights if extras else None,
+                         verbose=0 if quiet else 2)
     t_fit = time.time() - t1
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -241,11 +293,13 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
     shipped.set_weights(model.get_weights())
     shipped.save(weights)
     tflite = _export_tflite(weights)
-    metrics = {}
-    for split in ("val", "test"):
-        if len(parts[split]):
-            pred = model.predict(parts[split].descriptors, batch_size=1024, verbose=0)
+    metrics: dict[str, Any] = {}
+    for split in ("val", "test", "test_degraded"):
+        if split in parts and len(parts[split]):
+            pred = _predict(model, parts[split].descriptors)
             metrics[split] = metrics_for(parts[split], pred["age"], pred.get("gender"))
+    if crossval:
+        metrics["crossval"] = crossval
     card = {
         "format": CARD_FORMAT,
         "name": cfg.name,
@@ -274,7 +328,13 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
             "data": data.split(":", 1)[0],
             "split": "sha256(record key) % 100: 0-9 test, 10-19 val, 20-99 train",
             "faces": {k: len(v) for k, v in parts.items()},
-            "preparation": prep.stats,
+            "preparation": prep_stats,
+            **({"augment": {"policy": cfg.augment, "version": AUGMENT_VERSION, "operations": POLICIES[cfg.augment],
+                            "skipped": list(cfg.augment_skip),
+                            "note": "train and val hold each face and one degraded copy"}} if cfg.augment else {}),
+            **({"extra": {spec.split(":", 1)[0]: {"faces": len(p), "weight": cfg.extra_weight,
+                                                   "folds": cfg.folds} for spec, (p, f) in extras.items()}}
+               if extras else {}),
             "epochs_run": len(history.get("loss", [])),
             "best_val_mae": float(min(history.get("val_age_age_mae", history.get("val_age_mae", [float("nan")])))),
             "seconds_prepare": round(t_prep, 1),
@@ -284,7 +344,7 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, limit
         "hardware": hardware(),
         "git_commit": _git_commit(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "licence": "Weights trained on UTKFace (Zhang, Song and Qi, CVPR 2017): non-commercial research use only.",
+        "licence": _licence([data, *extra]),
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
