@@ -43,8 +43,11 @@ def photo_record(model_id: str, scheme: Scheme, faces: list[sqlite3.Row], size: 
     names: list[str] = []
     face_list = []
     for f, e in zip(faces, ests):
+        # "shown": the whole years every view prints, from the full age: rounding the stored 1-decimal
+        # age again would show 34.54 as 34 here and 35 everywhere else.
         item = {"box": [f["top"], f["right"], f["bottom"], f["left"]], "age": round(e.age, 1),
-                "interval": [_num(e.low), _num(e.high)], "group": e.group, "p": round(e.group_prob, 2)}
+                "shown": f"{e.age:.0f}", "interval": [_num(e.low), _num(e.high)], "group": e.group,
+                "p": round(e.group_prob, 2)}
         if f["person"]:
             item["person"] = f["person"]
             if f["person"] not in names:

@@ -94,7 +94,7 @@ class _Ours:
                 # Photo managers (digiKam, Immich) make a person of every region Name: only a person's
                 # real name goes there, never the age group.
                 regions.append((f.get("person") or "", *(f"{v:.5f}" for v in area),
-                                f"{f['group']} (~{f['age']:.0f})"))
+                                f"{f['group']} (~{f.get('shown') or format(f['age'], '.0f')})"))
         for f in faces:
             if f.get("person") and f["person"] not in names:
                 names.append(f["person"])

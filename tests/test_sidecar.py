@@ -202,3 +202,14 @@ def test_untag_leaves_a_sidecar_with_nothing_of_ours_alone(lib, tmp_path):
     r = run("untag", lib, "--db", tmp_path / "i.db")
     assert r.exit_code == 0, r.output
     assert side.read_text() == empty and (lib / "beach.jpg.xmp").read_text(encoding="utf-8") == DIGIKAM_SIDECAR
+
+
+def test_region_shows_the_same_whole_years_as_every_other_view():
+    """34.54 is stored as 34.5 in the record; the region must still say ~35, as query and show do."""
+    from phototag.sidecar import _Ours
+
+    face = {"box": [10, 60, 60, 10], "age": 34.5, "shown": "35", "group": "Adult"}
+    ours = _Ours.of(["Age group: Adult"], ["Adult"], [face], (100, 100))
+    assert ours.regions[0][-1] == "Adult (~35)"
+    older = {k: v for k, v in face.items() if k != "shown"}  # a record written before "shown" existed
+    assert _Ours.of([], ["Adult"], [older], (100, 100)).regions[0][-1] == "Adult (~34)"
