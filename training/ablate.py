@@ -34,6 +34,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], float | None]] = {
     "clean+fgnet-x10": ({}, 10.0),
     "archive+fgnet-x3": ({"augment": "archive"}, 3.0),
     "archive+fgnet-x10": ({"augment": "archive"}, 10.0),
+    "archive+fgnet-x30": ({"augment": "archive"}, 30.0),
+    # the same two again with another seed: how far one run's figures move by chance
+    "clean-seed2": ({"seed": 2}, None),
+    "archive-seed2": ({"augment": "archive", "seed": 2}, None),
 }
 
 
@@ -97,7 +101,14 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
+    done = out.with_suffix(".json")
+    if done.exists():  # carry on where an earlier run stopped, with the same base config
+        earlier = json.loads(done.read_text(encoding="utf-8"))
+        if earlier["config"] == json.loads(json.dumps(dataclasses.asdict(base))):
+            rows = earlier["rows"]
     for name in args.variants.split(","):
+        if any(r["variant"] == name for r in rows):
+            continue
         overrides, weight = VARIANTS[name]
         rows.append(_row(name, dataclasses.replace(base, **overrides), args.data, args.fgnet, args.adience, weight))
         print(_table(rows[-1:]).splitlines()[-1], flush=True)

@@ -182,10 +182,10 @@ def fit(cfg: TrainConfig, train: Prepared, val: Prepared, *, weights: np.ndarray
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
+        root = Path(__file__).parents[1]  # the paths below are the repository's, not training/'s
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=root)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "training", "phototag"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent).stdout.strip()
+                               text=True, cwd=root).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
