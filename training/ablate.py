@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from training.augment import OPERATIONS
-from training.evaluate import group_metrics, metrics_for
-from training.prepare import prepare, prepare_augmented
-from training.sets import extra_set, main_sets, with_extra
-from training.train import TrainConfig, crossvalidate, fit
+from training.evaluate import dev_metrics, metrics_for
+from training.prepare import prepare_augmented
+from training.sets import extra_set, main_sets
+from training.train import TrainConfig, fit_all
 
 # name: (config overrides, FG-NET weight or None when FG-NET is not trained on)
 VARIANTS: dict[str, tuple[dict[str, Any], float | None]] = {
@@ -48,24 +48,21 @@ def _row(name: str, cfg: TrainConfig, data: str, fgnet: str, adience: str | None
     worse = prepare_augmented(data, "archive")
     val_degraded = worse.subset((worse.ages >= 0) & (worse.splits == "val"))
     row: dict[str, Any] = {"variant": name}
+    extras = {}
     if weight is not None:
         cfg = dataclasses.replace(cfg, extra_weight=weight)
         extras = {fgnet: extra_set(fgnet, cfg.folds)}
-        row["fgnet"] = crossvalidate(cfg, parts, extras)["fgnet"]
-        train, weights = with_extra(parts["train"], extras, weight)
-        model, _ = fit(cfg, train, parts["val"], weights=weights)
-    else:
-        model, _ = fit(cfg, parts["train"], parts["val"])
-        fg = prepare(fgnet)
-        fg = fg.subset(fg.ages >= 0)
-        row["fgnet"] = metrics_for(fg, model.predict(fg.descriptors, batch_size=1024, verbose=0)["age"])
+    model, _, crossval = fit_all(cfg, parts, extras)
+
+    def distributions(x):
+        return model.predict(x, batch_size=1024, verbose=0)["age"]
+
+    row["fgnet"] = crossval["fgnet"] if extras else dev_metrics(distributions, fgnet)
     clean_val = parts["val"] if not cfg.augment else parts["val"].subset(parts["val"].augs == "")
     for key, part in (("utk_val", clean_val), ("utk_val_degraded", val_degraded)):
-        row[key] = metrics_for(part, model.predict(part.descriptors, batch_size=1024, verbose=0)["age"])
+        row[key] = metrics_for(part, distributions(part.descriptors))
     if adience:
-        ad = prepare(adience)
-        ad = ad.subset(ad.groups != "")
-        row["adience"] = group_metrics(ad, model.predict(ad.descriptors, batch_size=1024, verbose=0)["age"])
+        row["adience"] = dev_metrics(distributions, adience)
     row["seconds"] = round(time.time() - started)
     return row
 

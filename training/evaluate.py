@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,6 +96,19 @@ def group_metrics(prep: Any, dist: np.ndarray) -> dict[str, Any]:
                 for i, g in enumerate(scheme.names) if (true == i).any()}
     return {"faces": int(len(true)), "scheme": scheme.name, "exact": float(np.mean(off == 0)),
             "one_off": float(np.mean(off <= 1)), "by_group": by_group}
+
+
+def dev_metrics(distributions: Callable[[np.ndarray], np.ndarray], spec: str) -> dict[str, Any]:
+    """A model's figures on a whole development set (`distributions`: descriptors to age
+    distributions): by age where its faces have ages (FG-NET), else by group (Adience)."""
+    from training.prepare import prepare
+
+    prep = prepare(spec)
+    if (prep.ages >= 0).any():
+        part = prep.subset(prep.ages >= 0)
+        return metrics_for(part, distributions(part.descriptors))
+    part = prep.subset(prep.groups != "")
+    return group_metrics(part, distributions(part.descriptors))
 
 
 def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray] | None = None) -> dict[str, float]:
@@ -218,9 +231,6 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
     in_split = (prep.splits == split) if split != "all" else np.ones(len(prep), bool)
     if not (prep.ages >= 0).any() and (prep.groups != "").any():
         return _evaluate_groups(model, data, prep.subset(in_split & (prep.groups != "")), split, report)
-    if learned:
-        # Its card holds the honest figure: cross-validated over people the fold models never saw.
-        held = model.card.get("metrics", {}).get("crossval", {}).get(source)
     part = prep.subset((prep.ages >= 0) & in_split)
     if len(part) == 0:
         raise ValueError(f"{data}: no labelled faces in split {split!r}")
@@ -234,6 +244,8 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
     m["data"] = source
     m["split"] = split
     if learned:
+        # Its card holds the honest figure: cross-validated over people the fold models never saw.
+        held = model.card.get("metrics", {}).get("crossval", {}).get(source)
         m["learned_from_these_faces"] = True
         m["crossval"] = {k: held[k] for k in ("faces", "folds", "mae", "bias", "mae_0_12", "by_colour")
                          if held and k in held}

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,26 +42,20 @@ class Prepared:
     stats: dict
     augs: np.ndarray | None = None  # str: what training/augment.py did to each face ("grey+grain"), "" for none
 
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "stats" and getattr(self, f.name) is not None}
+
     def subset(self, mask: np.ndarray) -> "Prepared":
-        return Prepared(
-            keys=self.keys[mask], ages=self.ages[mask], genders=self.genders[mask], groups=self.groups[mask],
-            splits=self.splits[mask], detected=self.detected[mask], descriptors=self.descriptors[mask],
-            thumbs=self.thumbs[mask], stats=self.stats, augs=None if self.augs is None else self.augs[mask],
-        )
+        return Prepared(stats=self.stats, **{k: v[mask] for k, v in self._arrays().items()})
 
     def concat(self, other: "Prepared") -> "Prepared":
         """Both sets of faces in one, e.g. clean faces and their degraded copies for training."""
-        def aug(p: Prepared) -> np.ndarray:
-            return np.full(len(p), "", dtype=object) if p.augs is None else p.augs.astype(object)
-
-        return Prepared(
-            keys=np.concatenate([self.keys, other.keys]), ages=np.concatenate([self.ages, other.ages]),
-            genders=np.concatenate([self.genders, other.genders]), groups=np.concatenate([self.groups, other.groups]),
-            splits=np.concatenate([self.splits, other.splits]), detected=np.concatenate([self.detected, other.detected]),
-            descriptors=np.concatenate([self.descriptors, other.descriptors]),
-            thumbs=np.concatenate([self.thumbs, other.thumbs]), stats=self.stats,
-            augs=np.concatenate([aug(self), aug(other)]).astype(str),
-        )
+        mine, theirs = self._arrays(), other._arrays()
+        if "augs" in mine or "augs" in theirs:  # a face with no record of degradation is a clean one
+            mine.setdefault("augs", np.full(len(self), "", dtype=str))
+            theirs.setdefault("augs", np.full(len(other), "", dtype=str))
+        return Prepared(stats=self.stats, **{k: np.concatenate([mine[k], theirs[k]]) for k in mine})
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -104,8 +98,8 @@ def _thumb(chip: np.ndarray) -> np.ndarray:
 def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -> tuple | str:
     """(descriptor, thumbnail, detected) for one record, or the reason it cannot be used.
 
-    With `augment` (a policy of training/augment.py), also (descriptor, thumbnail, operations) of a
-    degraded copy: the photo is degraded whole and aligned with the clean photo's box, as a scan of an
+    With `augment` (a policy of training/augment.py), also (descriptor, thumbnail, detected,
+    operations) of a degraded copy: the photo is degraded whole and aligned with the clean photo's box, as a scan of an
     old print would be found by a detector and then aligned on its own pixels.
     """
     try:
@@ -132,7 +126,8 @@ def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -
     worse, ops = degrade(rgb, record.key, box.width, augment, seed)
     worse_crop = faces.align_and_crop(worse, box)
     descriptors = faces.describe([crop.chip, worse_crop.chip])
-    return ((descriptors[0], _thumb(crop.chip), detected), (descriptors[1], _thumb(worse_crop.chip), "+".join(ops)))
+    return ((descriptors[0], _thumb(crop.chip), detected),
+            (descriptors[1], _thumb(worse_crop.chip), detected, "+".join(ops)))
 
 
 def _cache_key(spec: str, records: list[FaceRecord]) -> str:
@@ -164,7 +159,7 @@ def prepare(spec: str, *, workers: int | None = None, limit: int | None = None, 
     if path.exists():
         return _load(path)
     started = time.time()
-    results = _run(records, partial(prepare_one), workers, quiet)
+    results = _run(records, prepare_one, workers, quiet)
     prep = _build(records, stats, results, started, workers)
     _save(path, prep)
     return prep
@@ -201,7 +196,8 @@ def _run(records: list[FaceRecord], fn: Any, workers: int | None, quiet: bool) -
 
 
 def _build(records: list[FaceRecord], stats: Any, results: list, started: float, workers: int | None) -> Prepared:
-    """Stack the usable results; count every record that was not, by its reason."""
+    """Stack the usable results; count every record that was not, by its reason. A degraded copy's
+    result has a fourth item, the operations that made it."""
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped: dict[str, int] = dict(stats.skipped)
     for r in results:
@@ -209,14 +205,14 @@ def _build(records: list[FaceRecord], stats: Any, results: list, started: float,
             skipped[r] = skipped.get(r, 0) + 1
     kept = [records[i] for i in keep]
     res = [results[i] for i in keep]
-    augmented = bool(res) and isinstance(res[0][2], str)
+    augmented = bool(res) and len(res[0]) == 4
     return Prepared(
         keys=np.array([r.key for r in kept]),
         ages=np.array([-1 if r.age is None else r.age for r in kept], dtype=np.int16),
         genders=np.array([-1 if r.gender is None else r.gender for r in kept], dtype=np.int8),
         groups=np.array([r.group or "" for r in kept]),
         splits=np.array([split_of(r.key) for r in kept]),
-        detected=np.ones(len(res), bool) if augmented else np.array([x[2] for x in res], dtype=bool),
+        detected=np.array([x[2] for x in res], dtype=bool),
         descriptors=np.stack([x[0] for x in res]).astype(np.float32) if res else np.zeros((0, 128), np.float32),
         thumbs=np.stack([x[1] for x in res]) if res else np.zeros((0, THUMB, THUMB, 3), np.uint8),
         stats={
@@ -224,11 +220,11 @@ def _build(records: list[FaceRecord], stats: Any, results: list, started: float,
             "used": len(kept),
             "skipped": skipped,
             "skipped_examples": stats.examples,
-            "detector_missed": 0 if augmented else int(len(kept) - sum(x[2] for x in res)),
+            "detector_missed": int(len(kept) - sum(x[2] for x in res)),
             "seconds": round(time.time() - started, 1),
             "workers": workers or os.cpu_count() or 1,
         },
-        augs=np.array([x[2] for x in res]) if augmented else None,
+        augs=np.array([x[3] for x in res]) if augmented else None,
     )
 
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.evaluate import group_metrics, metrics_for
+from training.evaluate import dev_metrics, metrics_for
 from training.prepare import prepare, prepare_augmented
 
 
@@ -24,23 +24,22 @@ def measure(model_path: str, data: str, fgnet: str, adience: str) -> dict[str, A
     from phototag.model import load_model
 
     model = load_model(model_path)
+
+    def distributions(x):
+        return model.predict_descriptors(x).distribution
+
     out: dict[str, Any] = {"model": model.model_id}
     clean = prepare(data)
     worse = prepare_augmented(data, "archive")
     for key, prep in (("utk_test", clean), ("utk_test_degraded", worse)):
         part = prep.subset((prep.ages >= 0) & (prep.splits == "test"))
-        out[key] = metrics_for(part, model.predict_descriptors(part.descriptors).distribution)
+        out[key] = metrics_for(part, distributions(part.descriptors))
     held = model.card.get("metrics", {}).get("crossval", {}).get("fgnet")
     if held:
         out["fgnet"] = {**held, "how": "cross-validated over folds of people"}
     else:
-        fg = prepare(fgnet)
-        fg = fg.subset(fg.ages >= 0)
-        out["fgnet"] = {**metrics_for(fg, model.predict_descriptors(fg.descriptors).distribution),
-                        "how": "never trained on"}
-    ad = prepare(adience)
-    ad = ad.subset(ad.groups != "")
-    out["adience"] = group_metrics(ad, model.predict_descriptors(ad.descriptors).distribution)
+        out["fgnet"] = {**dev_metrics(distributions, fgnet), "how": "never trained on"}
+    out["adience"] = dev_metrics(distributions, adience)
     return out
 
 

@@ -264,6 +264,16 @@ def crossvalidate(cfg: TrainConfig, parts: dict[str, Prepared], extras: dict[str
     return out
 
 
+def fit_all(cfg: TrainConfig, parts: dict[str, Prepared], extras: dict[str, tuple[Prepared, np.ndarray]], *,
+            verbose: int = 0):
+    """The extras' cross-validated figures first, then the model that learns from every face:
+    (model, history, crossval)."""
+    crossval = crossvalidate(cfg, parts, extras) if extras else {}
+    train_all, weights = with_extra(parts["train"], extras, cfg.extra_weight)
+    model, history = fit(cfg, train_all, parts["val"], weights=weights if extras else None, verbose=verbose)
+    return model, history, crossval
+
+
 def train(data: str, out: str | Path, config: str | Path | None = None, *, extra: tuple[str, ...] | list[str] = (),
           limit: int | None = None, workers: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Prepare `data` (and `extra`), train, evaluate, write `<out>.keras` and `<out>.json`.
@@ -280,10 +290,7 @@ def train(data: str, out: str | Path, config: str | Path | None = None, *, extra
         raise ValueError(f"{data}: not enough labelled faces to train "
                          f"({sum(len(p) for p in parts.values())} usable)")
     t1 = time.time()
-    crossval = crossvalidate(cfg, parts, extras) if extras else {}
-    train_all, weights = with_extra(parts["train"], extras, cfg.extra_weight)
-    model, history = fit(cfg, train_all, parts["val"], weights=weights if extras else None,
-                         verbose=0 if quiet else 2)
+    model, history, crossval = fit_all(cfg, parts, extras, verbose=0 if quiet else 2)
     t_fit = time.time() - t1
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
