@@ -68,7 +68,8 @@ def import_keras() -> Any:
         with _native_stderr_silenced():
             import keras
     except ImportError as exc:
-        raise DependencyError(f"cannot load Keras/TensorFlow: {exc}") from exc
+        raise DependencyError(f"cannot load Keras/TensorFlow ({exc}): training, conversion and the Keras "
+                              "runtime need the train extra (uv sync --extra train)") from exc
     return keras
 
 

@@ -1,8 +1,8 @@
 """The scan: walk, skip what is unchanged, detect in worker processes, predict in batches, tag, index.
 
-main process: walk + index look-ups -> bounded task queue -> N worker processes (decode, detect,
-align, describe: all dlib, all CPU) -> descriptors gathered across photos into batches -> the model,
-loaded once -> EXIF writes -> index upserts in transactions of many rows.
+main process: walk + index look-ups -> bounded task queue -> N worker processes (decode; detect and
+align with dlib; confirm and describe with the face engine, phototag.engine) -> descriptors gathered
+across photos into batches -> the model, loaded once -> EXIF writes -> index upserts in transactions.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Interrupted(BaseException):
 
 @dataclass(frozen=True)
 class ScanOptions:
-    detector: str = "hog"
+    detector: str = "auto"  # faces.detect: the CNN on up to 1 MP, HOG for the rest (bench/detection.py)
     upsample: int | None = None  # None: once for small photos (see _upsample), else not at all
     detect_size: int = DEFAULT_DETECT_SIZE
     min_face: int = 40  # full-resolution pixels
@@ -207,7 +207,10 @@ def _warm_worker() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One worker per core: each runs the face engine on one thread, or they would fight for the cores.
+    os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
     faces._api()
+    faces.engine()
 
 
 def sha256_file(path: str) -> str:
@@ -540,8 +543,8 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
          progress: Any = None) -> ScanSummary:
     """Scan `roots` into `index`, writing tags with `writer` (NullWriter: touch no photo)."""
     options = options or ScanOptions()
-    if options.detector not in ("hog", "cnn"):
-        raise PhototagError(f"unknown detector {options.detector!r}: use hog or cnn")
+    if options.detector not in faces.DETECTORS:
+        raise PhototagError(f"unknown detector {options.detector!r}: use auto, hog or cnn")
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
                  progress or _NoProgress()).run()
 
