@@ -17,7 +17,8 @@ import numpy as np
 
 from .errors import DependencyError
 
-__all__ = ["Box", "FaceCrop", "detect", "verify", "align_and_crop", "describe", "CHIP_SIZE", "CHIP_PADDING"]
+__all__ = ["Box", "FaceCrop", "detect", "verify", "align_and_crop", "describe", "engine", "CHIP_SIZE", "CHIP_PADDING",
+           "DETECTORS"]
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -108,9 +109,15 @@ VERIFY_SIDE = 160
 VERIFY_MARGIN = 0.5
 
 
+def engine() -> Any:
+    """The face engine this process uses (phototag.engine): dlib's CNN detector and descriptor."""
+    from .engine import get_engine
+
+    return get_engine()
+
+
 def verify(image: np.ndarray, box: Box) -> float:
     """dlib's CNN detector's confidence that `box` holds a face (-inf when it finds none there)."""
-    api = _api()
     h, w = image.shape[:2]
     bw, bh = box.width, box.height
     top, left = max(0, int(box.top - VERIFY_MARGIN * bh)), max(0, int(box.left - VERIFY_MARGIN * bw))
@@ -123,31 +130,81 @@ def verify(image: np.ndarray, box: Box) -> float:
     f = VERIFY_SIDE / max(crop.shape[:2])
     size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
     crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.BILINEAR))
-    return max((d.confidence for d in api.cnn_face_detector(np.ascontiguousarray(crop), 0)), default=float("-inf"))
+    return max((d.confidence for d in engine().detect([crop])[0]), default=float("-inf"))
 
 
-def detect(image: np.ndarray, *, model: str = "hog", upsample: int = 0, min_size: int = 0,
+# The CNN keeps boxes scoring above this (dlib's own default is 0). On wider-dev it finds faces in
+# profile and blurred that score just under 0, with no false face down to -0.2 (bench/detection.py).
+CNN_THRESHOLD = -0.2
+# `auto`: the CNN costs about 1 s a megapixel on one core, HOG about 0.1 s. A detection copy of up to
+# CNN_WHOLE_PIXELS is the CNN's whole input. A larger one is shrunk to CNN_PIXELS for the CNN, which
+# then finds its larger faces (in profile too), and HOG covers it whole for the smaller, frontal ones
+# (bench/results/detection.md).
+CNN_WHOLE_PIXELS = 1_000_000
+CNN_PIXELS = 500_000
+DETECTORS = ("auto", "hog", "cnn")
+
+
+def _cnn_boxes(image: np.ndarray, upsample: int = 0, max_pixels: int | None = None) -> list[tuple[Box, float]]:
+    """The CNN's faces in `image`, on a copy of at most `max_pixels`, as boxes in `image`'s pixels."""
+    h, w = image.shape[:2]
+    f = 1.0 if not max_pixels or h * w <= max_pixels else (max_pixels / (h * w)) ** 0.5
+    small = image
+    if f < 1.0:
+        from PIL import Image
+
+        small = np.asarray(Image.fromarray(image).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
+    out = []
+    for d in engine().detect([small], upsample, CNN_THRESHOLD)[0]:
+        box = Box(round(d.top / f), round((d.right + 1) / f) - 1, round((d.bottom + 1) / f) - 1, round(d.left / f))
+        out.append((Box(max(box.top, 0), min(box.right, w), min(box.bottom, h), max(box.left, 0)), d.confidence))
+    return out
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    """The same face: IoU 0.3 or more, or one box's centre inside the other (HOG's and the CNN's boxes
+    frame a face differently)."""
+    iw = min(a.right, b.right) - max(a.left, b.left)
+    ih = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if iw > 0 and ih > 0 and iw * ih / (a.width * a.height + b.width * b.height - iw * ih) >= 0.3:
+        return True
+    return any(q.left <= (p.left + p.right) / 2 <= q.right and q.top <= (p.top + p.bottom) / 2 <= q.bottom
+               for p, q in ((a, b), (b, a)))
+
+
+def detect(image: np.ndarray, *, model: str = "auto", upsample: int = 0, min_size: int = 0,
            min_score: float = DEFAULT_MIN_SCORE, verify_faces: bool = True) -> list[Box]:
     """Face boxes in `image` (RGB uint8), largest first; faces smaller than `min_size` px are dropped.
 
-    With the HOG detector, boxes scoring below `min_score` are dropped and, with `verify_faces`, so is
-    every box scoring under VERIFY_BELOW that dlib's CNN detector does not confirm.
+    - `hog`: dlib's HOG detector (`upsample` times doubled); boxes scoring below `min_score` are
+      dropped and, with `verify_faces`, so is every box scoring under VERIFY_BELOW that dlib's CNN
+      detector does not confirm.
+    - `cnn`: dlib's CNN detector on the whole image, keeping boxes above CNN_THRESHOLD.
+    - `auto` (the default, chosen on real photos: bench/results/detection.md): both. The CNN on the
+      image when it has at most CNN_WHOLE_PIXELS, else on a copy of CNN_PIXELS; HOG on the image as
+      above, except that a box the CNN also found needs no confirming. Each face is reported once.
     """
-    api = _api()
+    if model not in DETECTORS:
+        raise ValueError(f"unknown detector {model!r}: use auto, hog or cnn")
     image = np.ascontiguousarray(image)
-    scores: list[float] = []
-    if model == "hog":
-        rects, scores, _kinds = api.face_detector.run(image, upsample, min_score)
-    elif model == "cnn":
-        rects = [d.rect for d in api.cnn_face_detector(image, upsample)]
-    else:
-        raise ValueError(f"unknown detector {model!r}: use 'hog' or 'cnn'")
     h, w = image.shape[:2]
-    scored = [(Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)),
-               scores[i] if i < len(scores) else 1.0) for i, r in enumerate(rects)]
+    cnn: list[tuple[Box, float]] = []
+    if model in ("cnn", "auto"):
+        whole = model == "cnn" or h * w <= CNN_WHOLE_PIXELS
+        cnn = _cnn_boxes(image, upsample if model == "cnn" else 0, None if whole else CNN_PIXELS)
+    scored = cnn
+    if model in ("hog", "auto"):
+        rects, scores, _kinds = _api().face_detector.run(image, upsample, min_score)
+        hog = [(Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)), s)
+               for r, s in zip(rects, scores)]
+        hog = [(b, s) for b, s in hog if b.width > 0 and b.height > 0]
+        # A face both found keeps HOG's box, which the age model's training crops were cut from; the
+        # CNN has confirmed it. Faces only the CNN found (in profile, blurred) keep the CNN's box.
+        confirmed = [any(_overlaps(b, c) for c, _ in cnn) for b, _ in hog]
+        if verify_faces:
+            hog = [(b, s) for (b, s), ok in zip(hog, confirmed) if ok or s >= VERIFY_BELOW or verify(image, b) > 0]
+        scored = hog + [(c, s) for c, s in cnn if not any(_overlaps(c, b) for b, _ in hog)]
     scored = [(b, s) for b, s in scored if b.width > 0 and b.height > 0 and min(b.width, b.height) >= min_size]
-    if model == "hog" and verify_faces:
-        scored = [(b, s) for b, s in scored if s >= VERIFY_BELOW or verify(image, b) > 0]
     return sorted((b for b, _ in scored), key=lambda b: -(b.width * b.height))
 
 
@@ -168,9 +225,8 @@ def align_and_crop(image: np.ndarray, box: Box, *, size: int = CHIP_SIZE, paddin
 
 
 def describe(chips: list[np.ndarray]) -> np.ndarray:
-    """dlib's 128-d face descriptors of aligned chips (n x 128, float32): the model's backbone."""
+    """dlib's 128-d face descriptors of aligned chips (n x 128, float32): the model's backbone and what
+    people are grouped by. Computed by the face engine, which gives dlib's own values (within 1e-3)."""
     if not chips:
         return np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
-    api = _api()
-    out = api.face_encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
-    return np.asarray([np.asarray(d) for d in out], dtype=np.float32)
+    return engine().describe(chips)

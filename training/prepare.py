@@ -108,7 +108,7 @@ def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -
         return f"unreadable image ({type(exc).__name__})"
     # Dataset images hold one known face: HOG alone (threshold 0.15, no CNN check), the fallback box
     # where it misses. The crop is made by the same align_and_crop that a scan uses.
-    boxes = faces.detect(rgb, upsample=_upsample_for(rgb.shape), min_score=0.15, verify_faces=False)
+    boxes = faces.detect(rgb, model="hog", upsample=_upsample_for(rgb.shape), min_score=0.15, verify_faces=False)
     detected = bool(boxes)
     if detected:
         box = boxes[0]
