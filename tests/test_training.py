@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-
 from .conftest import UTKFACE
+
+pytest.importorskip("tensorflow", reason="training needs TensorFlow: the train extra (uv sync --extra train)")
 
 
 def utkface_like(folder, astronaut, n=40):
