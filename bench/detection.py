@@ -1,7 +1,7 @@
 """Choose the scan's default detection on real photos: every arrangement measured in one run.
 
 The `auto` row is `phototag.faces.detect`'s default itself: the CNN (above -0.2) on a detection
-copy of up to 1 MP, else on a 0.5 MP copy, and HOG on the detection copy.
+copy of up to 1.6 MP, else on a 0.5 MP copy, and HOG on the detection copy.
 
     python -m bench.detection --wider ../shared/datasets/wider-dev [--library /tmp/library] [--n 200]
 

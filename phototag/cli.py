@@ -89,8 +89,8 @@ def scan(
     db: Optional[Path] = DbOption,
     model: Optional[Path] = typer.Option(None, help="Model to use (models/NAME). Default: the shipped model."),
     scheme: str = typer.Option("ten", help="Age-group scheme: ten, three, four, adience, or a .toml file."),
-    detector: str = typer.Option("auto", help="Face detector: auto (dlib's CNN on a detection copy of up to 1 "
-                                              "megapixel; on a larger one, the CNN at 0.5 megapixel and HOG), hog "
+    detector: str = typer.Option("auto", help="Face detector: auto (dlib's CNN on a detection copy of up to 1.6 "
+                                              "megapixels; on a larger one, the CNN at 0.5 megapixel and HOG), hog "
                                               "(fastest; misses faces in profile) or cnn (the CNN on the whole "
                                               "detection copy; slowest)."),
     upsample: Optional[int] = typer.Option(None, min=0, max=3, show_default="once for small photos, else 0",

@@ -112,7 +112,7 @@ def _detect_one(image: np.ndarray, upsample: int, threshold: float, options: mmo
 
 
 # The network runs on horizontal bands of the tiled pyramid of at most this many output rows, so a
-# worker's memory stays bounded (a 1 MP photo's whole pyramid at once took 540 MB more).
+# worker's memory stays bounded (a 1 MP photo's whole pyramid at once took 300 MB more than in bands).
 BAND_ROWS = 96
 
 

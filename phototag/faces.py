@@ -137,10 +137,10 @@ def verify(image: np.ndarray, box: Box) -> float:
 # profile and blurred that score just under 0, with no false face down to -0.2 (bench/detection.py).
 CNN_THRESHOLD = -0.2
 # `auto`: the CNN costs about 1 s a megapixel on one core, HOG about 0.1 s. A detection copy of up to
-# CNN_WHOLE_PIXELS is the CNN's whole input. A larger one is shrunk to CNN_PIXELS for the CNN, which
-# then finds its larger faces (in profile too), and HOG covers it whole for the smaller, frontal ones
-# (bench/results/detection.md).
-CNN_WHOLE_PIXELS = 1_000_000
+# CNN_WHOLE_PIXELS (a photo 1024 px wide of any usual shape, portrait too) is the CNN's whole input. A
+# larger one is shrunk to CNN_PIXELS for the CNN, which then finds its larger faces (in profile too),
+# and HOG covers it whole for the smaller, frontal ones (bench/results/detection.md).
+CNN_WHOLE_PIXELS = 1_600_000
 CNN_PIXELS = 500_000
 DETECTORS = ("auto", "hog", "cnn")
 

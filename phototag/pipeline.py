@@ -58,7 +58,7 @@ class Interrupted(BaseException):
 
 @dataclass(frozen=True)
 class ScanOptions:
-    detector: str = "auto"  # faces.detect: the CNN on up to 1 MP, HOG for the rest (bench/detection.py)
+    detector: str = "auto"  # faces.detect: the CNN and HOG together (bench/detection.py)
     upsample: int | None = None  # None: once for small photos (see _upsample), else not at all
     detect_size: int = DEFAULT_DETECT_SIZE
     min_face: int = 40  # full-resolution pixels

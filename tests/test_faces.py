@@ -33,11 +33,11 @@ def test_the_default_detection_adds_the_faces_only_the_cnn_finds(astronaut):
 
 
 def test_the_default_detection_on_a_large_photo_uses_a_smaller_copy_for_the_cnn(astronaut):
-    """1.6 MP: the CNN sees a 0.5 MP copy, HOG the whole photo; each face is reported once."""
+    """1.76 MP: the CNN sees a 0.5 MP copy, HOG the whole photo; each face is reported once."""
     from PIL import Image
 
     head = np.asarray(Image.fromarray(astronaut[20:260, 120:330]).resize((420, 480), Image.BILINEAR))
-    photo = np.full((1000, 1600, 3), 120, np.uint8)
+    photo = np.full((1100, 1600, 3), 120, np.uint8)
     for x in (150, 950):
         photo[200:680, x : x + 420] = head
     cnn = faces._cnn_boxes(photo, 0, faces.CNN_PIXELS)
@@ -46,9 +46,9 @@ def test_the_default_detection_on_a_large_photo_uses_a_smaller_copy_for_the_cnn(
     assert all(b.width > 150 for b, _ in cnn) and {b for b, _ in cnn} != set(hog)
     assert set(faces.detect(photo)) == set(hog)
     # two faces too small for the CNN's copy (about 50 px there), which only HOG finds
-    small = np.asarray(Image.fromarray(photo).resize((800, 500), Image.BILINEAR))
-    wide = np.full((1000, 1600, 3), 120, np.uint8)
-    wide[:500, :800] = small
+    small = np.asarray(Image.fromarray(photo).resize((800, 550), Image.BILINEAR))
+    wide = np.full((1100, 1600, 3), 120, np.uint8)
+    wide[:550, :800] = small
     assert faces._cnn_boxes(wide, 0, faces.CNN_PIXELS) == [] and len(faces.detect(wide)) == 2
 
 
