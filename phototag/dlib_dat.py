@@ -14,7 +14,6 @@ What comes back is a list of `Layer`s in file (forward) order, with NumPy weight
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 
 from .errors import ModelError
 
-__all__ = ["Layer", "read_dat", "file_sha256"]
+__all__ = ["Layer", "read_dat"]
 
 
 @dataclass
@@ -55,10 +54,6 @@ _NAME = re.compile(b"|".join(re.escape(b"\x01" + bytes([len(v)]) + v.encode()) f
 # Between two layers' details dlib writes only bookkeeping: version numbers, three booleans and
 # empty tensors (before the input layer, the version numbers of every wrapper). A larger gap means we lost our place (or met a layer we do not know).
 _MAX_GAP = 256
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class _Reader:

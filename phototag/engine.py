@@ -25,8 +25,11 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from . import mmod
-from .dlib_dat import Layer, file_sha256
+from .dlib_dat import Layer
 from .errors import DependencyError, ModelError
+from .faces import CHIP_SIZE, DESCRIPTOR_SIZE
+from .model import MODELS_DIR, _native_stderr_silenced
+from .model import _sha256 as file_sha256  # the checksum the age model's card is checked with
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
            "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE"]
@@ -36,8 +39,6 @@ CARD_FILE = "dlib-face-engine.json"
 DESCRIPTOR_FILE = "dlib-face-descriptor.tflite"
 DETECTOR_FILE = "dlib-face-detector.tflite"
 _SOURCES = {"descriptor": "dlib_face_recognition_resnet_model_v1.dat", "detector": "mmod_human_face_detector.dat"}
-DESCRIPTOR_SIZE = 128
-CHIP = 150
 
 
 class Engine(Protocol):
@@ -88,13 +89,13 @@ def detector_options_dict(layers: list[Layer]) -> dict[str, Any]:
 def _options(d: dict[str, Any]) -> mmod.Options:
     return mmod.Options(window=tuple(d["window"]), nms_iou=d["nms_iou"], nms_covered=d["nms_covered"],
                         mean_rgb=tuple(d["mean_rgb"]), padding=d["padding"], outer_padding=d["outer_padding"],
-                        scale=d["scale"], offset=d["offset"], min_input=d["min_input"], margin=d.get("margin", -1))
+                        scale=d["scale"], offset=d["offset"], min_input=d["min_input"], margin=d["margin"])
 
 
 def _chip_tensor(chips: Sequence[np.ndarray], mean_rgb: Sequence[float]) -> np.ndarray:
     x = np.stack([np.asarray(c) for c in chips]).astype(np.float32)
-    if x.shape[1:] != (CHIP, CHIP, 3):
-        raise ValueError(f"face chips must be {CHIP}x{CHIP} RGB, got {x.shape[1:]}")
+    if x.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
+        raise ValueError(f"face chips must be {CHIP_SIZE}x{CHIP_SIZE} RGB, got {x.shape[1:]}")
     return (x - np.asarray(mean_rgb, np.float32)) / np.float32(256.0)
 
 
@@ -124,7 +125,7 @@ def _run_in_bands(tensor: np.ndarray, options: mmod.Options, run: Any) -> np.nda
     multiple of `scale`, computes `margin` extra rows on each side, and keeps its middle."""
     s, support, margin = options.scale, options.min_input, options.margin
     total = (tensor.shape[0] - support) // s + 1
-    if margin < 0 or total <= BAND_ROWS + 2 * margin:  # (a card from before bands: no margin known)
+    if total <= BAND_ROWS + 2 * margin:
         return run(tensor)
     parts = []
     for a in range(0, total, BAND_ROWS):
@@ -135,17 +136,11 @@ def _run_in_bands(tensor: np.ndarray, options: mmod.Options, run: Any) -> np.nda
     return np.concatenate(parts)
 
 
-def _models_dir() -> Path:
-    from .model import MODELS_DIR
-
-    return MODELS_DIR
-
-
 def load_card(folder: Path | None = None) -> dict[str, Any]:
     """The converted engine's card, after checking that its files are there and are what it says.
 
     Raises ModelError naming the file and what is wrong, and how to make it again."""
-    folder = folder or _models_dir()
+    folder = folder or MODELS_DIR
     card_path = folder / CARD_FILE
     remedy = "make it again with `python -m training.convert_dlib` (needs the train extra)"
     try:
@@ -173,7 +168,7 @@ class LiteRTEngine:
     name = "litert"
 
     def __init__(self, folder: Path | None = None, card: dict[str, Any] | None = None, threads: int | None = None):
-        folder = folder or _models_dir()
+        folder = folder or MODELS_DIR
         self.card = card or load_card(folder)
         self.options = _options(self.card["detector"])
         self.mean = self.card["descriptor"]["mean_rgb"]
@@ -181,8 +176,6 @@ class LiteRTEngine:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise DependencyError(f"cannot load LiteRT (ai-edge-litert): {exc}") from exc
-        from .model import _native_stderr_silenced
-
         threads = threads or int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
         self._interps: dict[str, Any] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -193,20 +186,21 @@ class LiteRTEngine:
                     self._interps[key] = Interpreter(model_path=str(path), num_threads=threads)
                 except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
                     raise ModelError(f"{path}: cannot load: {exc}") from exc
+        # each network's input and output tensor, looked up once rather than on every call
+        self._io = {key: (i.get_input_details()[0]["index"], i.get_output_details()[0]["index"])
+                    for key, i in self._interps.items()}
 
     def _run(self, key: str, x: np.ndarray) -> np.ndarray:
         interp = self._interps[key]
-        inp = interp.get_input_details()[0]["index"]
+        inp, out = self._io[key]
         if self._shapes.get(key) != x.shape:
-            from .model import _native_stderr_silenced
-
             with _native_stderr_silenced():
                 interp.resize_tensor_input(inp, list(x.shape))
                 interp.allocate_tensors()
             self._shapes[key] = x.shape
         interp.set_tensor(inp, np.ascontiguousarray(x, dtype=np.float32))
         interp.invoke()
-        return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
+        return interp.get_tensor(out).copy()
 
     def describe(self, chips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         if len(chips) == 0:

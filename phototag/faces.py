@@ -197,7 +197,7 @@ def detect(image: np.ndarray, *, model: str = "auto", upsample: int = 0, min_siz
         rects, scores, _kinds = _api().face_detector.run(image, upsample, min_score)
         hog = [(Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)), s)
                for r, s in zip(rects, scores)]
-        hog = [(b, s) for b, s in hog if b.width > 0 and b.height > 0]
+        hog = [(b, s) for b, s in hog if b.width > 0 and b.height > 0]  # before any overlap test
         # A face both found keeps HOG's box, which the age model's training crops were cut from; the
         # CNN has confirmed it. Faces only the CNN found (in profile, blurred) keep the CNN's box.
         confirmed = [any(_overlaps(b, c) for c, _ in cnn) for b, _ in hog]

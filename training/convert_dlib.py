@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from phototag import engine
-from phototag.dlib_dat import file_sha256, read_dat
+from phototag.dlib_dat import read_dat
+from phototag.engine import file_sha256
 
 
 def _to_tflite(model: Any, spec: list[int | None]) -> bytes:
