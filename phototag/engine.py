@@ -54,8 +54,11 @@ class Engine(Protocol):
         doubles the image first, as dlib's `cnn_face_detection_model_v1(image, upsample)` does."""
 
 
-def source_files() -> dict[str, Path]:
-    """dlib's .dat files in the installed face_recognition_models (found without importing it)."""
+def source_files(folder: Path | None = None) -> dict[str, Path]:
+    """dlib's .dat files in `folder`, else in the installed face_recognition_models (found without
+    importing it)."""
+    if folder is not None:
+        return {key: Path(folder) / name for key, name in _SOURCES.items()}
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.origin:
         raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
@@ -214,15 +217,18 @@ class LiteRTEngine:
 
 
 class KerasEngine:
-    """The networks in Keras, built from dlib's .dat files at start (0.1 s): for a GPU under JAX or TF."""
+    """The networks in Keras, built from dlib's .dat files at start (0.1 s): for a GPU under JAX or TF.
+
+    `sources` names the two .dat files where face_recognition_models is not installed (a GPU machine
+    that has Keras but not dlib); the default is that package's."""
 
     name = "keras"
 
-    def __init__(self) -> None:
+    def __init__(self, sources: dict[str, Path] | None = None) -> None:
         from .dlib_dat import read_dat
         from .dlib_nets import build_descriptor, build_detector
 
-        sources = source_files()
+        sources = sources or source_files()
         desc, det = read_dat(sources["descriptor"]), read_dat(sources["detector"])
         self.options = _options(detector_options_dict(det))
         self.mean = desc[0].params["mean_rgb"]

@@ -95,6 +95,25 @@ def _thumb(chip: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(chip).resize((THUMB, THUMB), Image.BILINEAR))
 
 
+def locate(record: FaceRecord) -> tuple[np.ndarray, "faces.Box", bool] | str:
+    """The record's photo, its face's box and whether HOG found it; or the reason it cannot be used.
+
+    Dataset images hold one known face: HOG alone (threshold 0.15, no CNN check), the record's
+    fallback box where it misses. Training chips and descriptors are all cut from this box."""
+    try:
+        rgb = _load_rgb(record.image)
+    except Exception as exc:  # noqa: BLE001 - any unreadable image is counted, never fatal
+        return f"unreadable image ({type(exc).__name__})"
+    boxes = faces.detect(rgb, model="hog", upsample=_upsample_for(rgb.shape), min_score=0.15, verify_faces=False)
+    if boxes:
+        return rgb, boxes[0], True
+    if record.fallback_box is None:
+        return "no face found"
+    h, w = rgb.shape[:2]
+    t, r, b, l = record.fallback_box
+    return rgb, faces.Box(round(t * h), round(r * w), round(b * h), round(l * w)), False
+
+
 def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -> tuple | str:
     """(descriptor, thumbnail, detected) for one record, or the reason it cannot be used.
 
@@ -102,22 +121,11 @@ def prepare_one(record: FaceRecord, augment: str | None = None, seed: int = 0) -
     operations) of a degraded copy: the photo is degraded whole and aligned with the clean photo's box, as a scan of an
     old print would be found by a detector and then aligned on its own pixels.
     """
-    try:
-        rgb = _load_rgb(record.image)
-    except Exception as exc:  # noqa: BLE001 - any unreadable image is counted, never fatal
-        return f"unreadable image ({type(exc).__name__})"
-    # Dataset images hold one known face: HOG alone (threshold 0.15, no CNN check), the fallback box
-    # where it misses. The crop is made by the same align_and_crop that a scan uses.
-    boxes = faces.detect(rgb, model="hog", upsample=_upsample_for(rgb.shape), min_score=0.15, verify_faces=False)
-    detected = bool(boxes)
-    if detected:
-        box = boxes[0]
-    elif record.fallback_box is not None:
-        h, w = rgb.shape[:2]
-        t, r, b, l = record.fallback_box
-        box = faces.Box(round(t * h), round(r * w), round(b * h), round(l * w))
-    else:
-        return "no face found"
+    found = locate(record)
+    if isinstance(found, str):
+        return found
+    rgb, box, detected = found
+    # The crop is made by the same align_and_crop that a scan uses.
     crop = faces.align_and_crop(rgb, box)
     if augment is None:
         return faces.describe([crop.chip])[0], _thumb(crop.chip), detected

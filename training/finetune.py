@@ -1,0 +1,256 @@
+"""Fine-tune a copy of dlib's face descriptor network end to end for age, with the old-print augmentations.
+
+    KERAS_BACKEND=jax python -m training.finetune --dat DIR --train utk.npz --extra fgnet.npz --out OUT
+
+Meant for a GPU machine that has neither dlib nor the data sets: the chips come from
+training/chips.py and the starting weights from dlib's own .dat file (read by phototag.dlib_dat).
+The network is dlib's ResNet with every layer trainable, topped by the age head's outputs (a
+distribution over 0..100 trained on Gaussian label distributions plus an L1 term, and gender),
+with the same losses as training/train.py. Each epoch shows every face once: half of them as a
+degraded copy (training/augment.py's "archive" policy, drawn in advance, several per face), half
+clean, each mirrored at random.
+
+The extra data (FG-NET) is measured by cross-validation over folds of people, as train.py does:
+each fold's model never saw the people it predicts. The final model learns from all of them and
+its weights come back at two epoch counts, to choose between on validation data elsewhere.
+dlib's identity descriptor is not touched: the people feature keeps grouping by dlib's own network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["build_age_net", "weight_files", "load_weight_files"]
+
+FACE_WIDTH = 100  # about how wide the face is in a 150-px chip with dlib's padding of 0.25
+
+
+def build_age_net(desc_layers: list, age_bins: int = 101, hidden: int = 256, dropout: float = 0.2) -> Any:
+    """dlib's descriptor network (pixels in, 0..255) with an age distribution and P(female) on top."""
+    from phototag.dlib_nets import build_descriptor
+    from phototag.model import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
+    mean = np.asarray(desc_layers[0].params["mean_rgb"], np.float32)
+    trunk = build_descriptor(desc_layers)
+    inp = keras.Input((150, 150, 3), dtype="uint8", name="chip")  # a quarter of the bytes to the GPU
+    x = layers.Rescaling(1 / 256, offset=(-mean / 256).tolist(), name="dlib_input")(inp)
+    x = trunk(x)
+    x = layers.Dense(hidden, activation="gelu", name="age_dense")(x)
+    x = layers.Dropout(dropout, name="age_drop")(x)
+    age = layers.Dense(age_bins, activation="softmax", name="age")(x)
+    gender = layers.Dense(1, activation="sigmoid", name="gender")(x)
+    return keras.Model(inp, {"age": age, "gender": gender}, name="age_dlib_resnet")
+
+
+def weight_files(weights: list[np.ndarray], out: Path, stem: str, max_bytes: int = 15 << 20) -> list[Path]:
+    """The weights in as few .npz files as keep each under `max_bytes` (what a device run can send back)."""
+    files, part, size = [], {}, 0
+    for i, w in enumerate(weights):
+        if part and size + w.nbytes > max_bytes:
+            files.append(part)
+            part, size = {}, 0
+        part[f"w{i:04d}"] = w
+        size += w.nbytes
+    files.append(part)
+    paths = []
+    for j, p in enumerate(files):
+        paths.append(out / f"{stem}-{j}.npz")
+        np.savez(paths[-1], **p)
+    return paths
+
+
+def load_weight_files(paths: list[Path]) -> list[np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    for p in paths:
+        found.update(dict(np.load(p)))
+    return [found[k] for k in sorted(found)]
+
+
+def _degrade(args: tuple[np.ndarray, str, int]) -> np.ndarray:
+    from training.augment import augment
+
+    chip, key, seed = args
+    return augment(chip, key, FACE_WIDTH, "archive", seed)[0]
+
+
+def _variants(chips: np.ndarray, keys: np.ndarray, k: int, workers: int) -> np.ndarray:
+    """k degraded copies of every chip (k x n x 150 x 150 x 3), each copy seeded apart."""
+    jobs = [(chips[i], str(keys[i]), s) for s in range(k) for i in range(len(chips))]
+    with mp.get_context("fork").Pool(workers) as pool:
+        out = pool.map(_degrade, jobs, chunksize=64)
+    return np.stack(out).reshape((k,) + chips.shape)
+
+
+def _epoch_inputs(chips: np.ndarray, variants: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n = len(chips)
+    degraded = rng.random(n) < 0.5
+    pick = rng.integers(0, len(variants), n)
+    x = chips.copy()
+    x[degraded] = variants[pick[degraded], np.flatnonzero(degraded)]
+    flip = rng.random(n) < 0.5
+    x[flip] = x[flip, :, ::-1]
+    return x
+
+
+def _targets(ages: np.ndarray, genders: np.ndarray) -> dict[str, np.ndarray]:
+    from training.train import TrainConfig, soft_labels
+
+    soft = soft_labels(ages, TrainConfig())
+    return {"age": np.concatenate([soft, ages.astype(np.float32)[:, None]], axis=1),
+            "gender": genders.astype(np.float32)[:, None]}
+
+
+def _compile(model: Any, steps: int, lr: float, warmup: int) -> None:
+    from phototag.model import import_keras
+    from training.train import TrainConfig, _losses
+
+    keras = import_keras()
+    age_loss, gender_loss, age_mae = _losses(TrainConfig())
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, max(steps - warmup, 1), warmup_target=lr,
+                                                     warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-5, clipnorm=1.0),
+                  loss={"age": age_loss, "gender": gender_loss}, loss_weights={"age": 1.0, "gender": 0.1},
+                  metrics={"age": [age_mae]})
+
+
+def _reset(model: Any, start: list[np.ndarray]) -> None:
+    """Back to dlib's weights and a fresh optimizer, keeping the compiled step (no second compile)."""
+    model.set_weights(start)
+    for v in model.optimizer.variables:
+        v.assign(np.zeros(v.shape, v.dtype))
+
+
+def _expected_age(model: Any, chips: np.ndarray) -> np.ndarray:
+    p = model.predict(chips, batch_size=256, verbose=0)["age"]
+    return (np.asarray(p) * np.arange(p.shape[1])).sum(axis=1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from phototag.dlib_dat import read_dat
+    from training.chips import load_chips
+    from training.sets import person_folds
+
+    t0 = time.time()
+    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "timings": {}}
+    main, extra = load_chips(args.train), load_chips(args.extra)
+    if args.limit:
+        main = {k: v[: args.limit] for k, v in main.items()}
+    chips = np.concatenate([main["chips"], extra["chips"]])
+    keys = np.concatenate([main["keys"], extra["keys"]])
+    ages = np.concatenate([main["ages"], extra["ages"]])
+    genders = np.concatenate([main["genders"], extra["genders"]])
+    is_extra = np.r_[np.zeros(len(main["keys"]), bool), np.ones(len(extra["keys"]), bool)]
+    folds = np.full(len(keys), -1)
+    folds[is_extra] = person_folds(extra["persons"], args.folds)
+    weights = np.where(is_extra, args.extra_weight, 1.0).astype(np.float32)
+    variants = _variants(chips, keys, args.variants, os.cpu_count() or 1)
+    report["timings"]["data"] = round(time.time() - t0, 1)
+    report["faces"] = {"main": int((~is_extra).sum()), "extra": int(is_extra.sum())}
+
+    model = build_age_net(read_dat(args.dat / "dlib_face_recognition_resnet_model_v1.dat"))
+    start = model.get_weights()
+    steps_per_epoch = -(-len(keys) // args.batch)
+    _compile(model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch)
+    y_all = _targets(ages, genders)
+    rng = np.random.default_rng(args.seed)
+
+    def train(keep: np.ndarray, checkpoints: tuple[int, ...] = ()) -> None:
+        _reset(model, start)
+        y = {k: v[keep] for k, v in y_all.items()}
+        w = {"age": weights[keep], "gender": weights[keep]}
+        for e in range(args.epochs):
+            x = _epoch_inputs(chips[keep], variants[:, keep], rng)
+            h = model.fit(x, y, sample_weight=w, batch_size=args.batch, epochs=e + 1, initial_epoch=e,
+                          shuffle=True, verbose=0)
+            mae = next((v[-1] for k, v in h.history.items() if k.endswith("mae")), float("nan"))
+            print(f"  epoch {e + 1}: loss {h.history['loss'][-1]:.4f} mae {mae:.2f} ({time.time() - t0:.0f} s)",
+                  flush=True)
+            if e + 1 in checkpoints:  # written at once: a run cut short keeps what it has
+                files = weight_files(model.get_weights(), args.out, f"age-net-e{e + 1}")
+                report["files"][str(e + 1)] = [p.name for p in files]
+                _save(report, args.out)
+
+    report["fgnet_crossval"] = {"keys": [str(k) for k in keys[is_extra]], "ages": ages[is_extra].tolist(),
+                                "predicted": [None] * int(is_extra.sum())}
+    extra_idx = np.flatnonzero(is_extra)
+    for f in range(args.folds):
+        t = time.time()
+        print(f"fold {f}", flush=True)
+        train(folds != f)
+        held = extra_idx[folds[extra_idx] == f]
+        pred = _expected_age(model, chips[held])
+        for i, p in zip(held, pred):
+            report["fgnet_crossval"]["predicted"][int(np.flatnonzero(extra_idx == i)[0])] = round(float(p), 3)
+        err = pred - ages[held]
+        print(f"fold {f}: {len(held)} faces, MAE {np.abs(err).mean():.2f}, bias {err.mean():+.2f}", flush=True)
+        report["timings"][f"fold{f}"] = round(time.time() - t, 1)
+        _save(report, args.out)  # what is done so far survives a run cut short
+    p = np.array(report["fgnet_crossval"]["predicted"]) - ages[is_extra]
+    report["fgnet_crossval"]["mae"], report["fgnet_crossval"]["bias"] = float(np.abs(p).mean()), float(p.mean())
+    print(f"fgnet cross-validated: MAE {np.abs(p).mean():.2f} bias {p.mean():+.2f}", flush=True)
+    t = time.time()
+    checkpoints = tuple(sorted({args.epochs, max(1, round(args.epochs * 2 / 3))}))
+    report["files"] = {}
+    train(np.ones(len(keys), bool), checkpoints)
+    report["timings"]["final"] = round(time.time() - t, 1)
+    report["timings"]["total"] = round(time.time() - t0, 1)
+    _save(report, args.out)
+    return report
+
+
+def _save(report: dict[str, Any], out: Path) -> None:
+    (out / "finetune.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dat", type=Path, required=True, help="folder holding dlib_face_recognition_resnet_model_v1.dat")
+    ap.add_argument("--train", type=Path, required=True, help="chips of the main data (training/chips.py)")
+    ap.add_argument("--extra", type=Path, required=True, help="chips of the extra data, cross-validated by person")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--variants", type=int, default=4, help="degraded copies drawn per face")
+    ap.add_argument("--extra-weight", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=20261126)
+    ap.add_argument("--limit", type=int, help="use only this many main faces (a smoke test)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def measure(weights: list[Path], chips_file: Path, dat: Path | None = None) -> dict[str, Any]:
+    """A fine-tuned network's figures on a chips file: by age where it has ages, else by group."""
+    from types import SimpleNamespace
+
+    from phototag.dlib_dat import read_dat
+    from phototag.engine import source_files
+    from training.chips import load_chips
+    from training.evaluate import group_metrics, metrics_for
+
+    model = build_age_net(read_dat(source_files(dat)["descriptor"]))
+    model.set_weights(load_weight_files(weights))
+    z = load_chips(chips_file)
+    out = model.predict(z["chips"], batch_size=64, verbose=0)
+    dist, female = np.asarray(out["age"], np.float64), np.asarray(out["gender"])
+    if (z["ages"] >= 0).all():
+        part = SimpleNamespace(ages=z["ages"], genders=z["genders"], thumbs=z["chips"])
+        return metrics_for(part, dist, female)
+    return group_metrics(SimpleNamespace(groups=z["groups"]), dist)
