@@ -160,14 +160,14 @@ class Accuracy:
 
 # -- the runs ---------------------------------------------------------------------------------
 
-def run_scan(lib: Path, db: Path, truth: dict, options: Any) -> dict[str, Any]:
+def run_scan(lib: Path, db: Path, truth: dict, options: Any, model_path: Path | None = None) -> dict[str, Any]:
     from phototag.index import Index
     from phototag.model import load_model
     from phototag.pipeline import scan
     from phototag.tags import ExifWriter
 
-    model = load_model(None)
-    model.predict_descriptors(np.zeros((1, 128), np.float32))  # load outside the timing, as a long scan would
+    model = load_model(model_path)
+    model.warm()  # load outside the timing, as a long scan would
     with Index(db) as index, Meter() as m:
         summary = scan([lib], index, model, writer=ExifWriter(), options=options)
     acc = Accuracy()
@@ -202,7 +202,7 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
     from phototag.model import load_model
 
     model = load_model(None)
-    model.predict_descriptors(np.zeros((1, 128), np.float32))
+    model.warm()
     acc, faces = Accuracy(), 0
     with Meter() as m:
         for rel in names:
@@ -211,8 +211,15 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
             boxes = face_recognition.face_locations(img, 1, "hog")
             found = []
             for box in boxes:
-                desc = face_recognition.face_encodings(img, [box])[0]
-                pred = model.predict_descriptors(desc[None, :])
+                if model.input_kind == "chip":  # face_recognition's own chip: dlib's get_face_chip
+                    import dlib
+
+                    top, right, bottom, left = box
+                    shape = face_recognition.api.pose_predictor_5_point(img, dlib.rectangle(left, top, right, bottom))
+                    pred = model.predict_chips([dlib.get_face_chip(img, shape, 150, 0.25)])
+                else:
+                    desc = face_recognition.face_encodings(img, [box])[0]
+                    pred = model.predict_descriptors(desc[None, :])
                 found.append((list(box), float(pred.distribution[0] @ np.arange(101))))
             faces += len(found)
             acc.add(truth["photos"][rel]["faces"], found)
@@ -231,7 +238,7 @@ def profile(lib: Path, names: list[str], options: Any) -> dict[str, float]:
     from phototag.tags import ExifWriter, TagRecord
 
     model = load_model(None)
-    model.predict_descriptors(np.zeros((1, 128), np.float32))
+    model.warm()
     faces._api()
     t = dict.fromkeys(["decode", "detect", "cnn_verify", "crop_decode", "align", "describe", "model", "exif_write"], 0.0)
     work = Path(tempfile.mkdtemp(prefix="phototag-profile-"))
@@ -262,7 +269,12 @@ def profile(lib: Path, names: list[str], options: Any) -> dict[str, float]:
             chips = [faces.align_and_crop(image, b.scaled(1 / f, image.shape[1], image.shape[0])).chip for b in full]
             t["align"] += time.perf_counter() - c
         c = time.perf_counter(); desc = faces.describe(chips); t["describe"] += time.perf_counter() - c
-        c = time.perf_counter(); model.predict_descriptors(desc); t["model"] += time.perf_counter() - c
+        c = time.perf_counter()
+        if model.input_kind == "chip":
+            model.predict_chips(chips)
+        else:
+            model.predict_descriptors(desc)
+        t["model"] += time.perf_counter() - c
         if full:
             rec = TagRecord(model=model.model_id, scheme="ten", keywords=["Age group: Adult"],
                             faces=[{"box": b.as_list()} for b in full])
@@ -349,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="store_true",
                     help="Also scan with --detector hog, and with hog and dlib's own descriptor (the scan "
                          "before the face engine), each on a fresh copy, in this same run.")
+    ap.add_argument("--compare-model", type=Path, metavar="MODEL",
+                    help="Also scan with this age model, alternating twice with the default, each on a fresh copy.")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
 
@@ -382,6 +396,20 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     os.environ.pop("PHOTOTAG_ENGINE", None)
                 print(json.dumps(result["compare"][label]), file=sys.stderr)
+        if args.compare_model:
+            runs: dict[str, list] = {"default": [], str(args.compare_model): []}
+            for rep in range(2):
+                for label, path in (("default", None), (str(args.compare_model), args.compare_model)):
+                    libc = work / f"library-model-{rep}-{len(runs[label])}-{path is None}"
+                    shutil.copytree(args.library, libc, ignore=shutil.ignore_patterns("truth*.json"))
+                    print(f"phototag scan (model {label}, round {rep + 1}) ...", file=sys.stderr)
+                    runs[label].append(run_scan(libc, libc.with_suffix(".db"), truth, opts, path))
+                    print(json.dumps(runs[label][-1]), file=sys.stderr)
+            result["models"] = {label: {"seconds": [r["seconds"] for r in rs], "photos_per_s": [r["photos_per_s"] for r in rs],
+                                        "age_mae": [r.get("age_mae") for r in rs], "peak_rss_mb": [r.get("peak_rss_mb") for r in rs]}
+                                for label, rs in runs.items()}
+            a, b = (sum(r["seconds"] for r in rs) for rs in runs.values())
+            result["models"]["default_time_over_compared"] = round(a / b, 3)
         if args.thorough:
             lib2 = work / "library-thorough"
             shutil.copytree(args.library, lib2, ignore=shutil.ignore_patterns("truth*.json"))

@@ -1,9 +1,13 @@
 """Load an age model and its card from `models/`, and predict age distributions in batches.
 
-A model is two files: `<name>.keras` (a Keras 3 head) and `<name>.json` (its card). The card is the
-single source of truth for preprocessing; we refuse a model whose card we cannot honour. The head
-reads dlib's 128-d descriptor of a face chip made by `phototag.faces.align_and_crop`, and outputs a
-softmax over ages 0..100 (and, when present, a probability that the face is female).
+A model is its card `<name>.json` and its weights. The card is the single source of truth for
+preprocessing and input; we refuse a model whose card we cannot honour. Two kinds exist, and both
+output a softmax over ages 0..100 (and, when present, a probability that the face is female):
+- a head on dlib's 128-d descriptor (`"input": {"name": "descriptor"}`): `<name>.keras`, with an
+  optional `<name>.tflite` the card vouches for;
+- a network on the aligned 150x150 chip itself (`"input": {"name": "chip"}`), a fine-tuned copy of
+  dlib's descriptor ResNet: `<name>.tflite` under LiteRT.
+Either way the face is cut by `phototag.faces.align_and_crop`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .errors import DependencyError, ModelError
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
 CARD_FORMAT = 1
-DEFAULT_MODEL = "age-dlib-mlp"
+DEFAULT_MODEL = "age-dlib-resnet"
 AGE_BINS = 101
 
 
@@ -103,6 +107,11 @@ class AgeModel:
         return f"{self.card['name']}@{self.card.get('weights_sha256', '')[:12]}"
 
     @property
+    def input_kind(self) -> str:
+        """'chip' (the model reads aligned face chips) or 'descriptor' (dlib's 128-d descriptors)."""
+        return "chip" if self.card.get("input", {}).get("name") == "chip" else "descriptor"
+
+    @property
     def has_gender(self) -> bool:
         return "gender" in self.card.get("outputs", {})
 
@@ -121,18 +130,25 @@ class AgeModel:
     def _predictor(self) -> Any:
         """The fastest runtime that gives the Keras model's ages (bench/runtimes.py measured them):
         LiteRT when the card vouches for a .tflite beside the weights (the training code exports it),
-        else the Keras model traced once under tf.function, else called directly."""
+        else the Keras model traced once under tf.function, else called directly. A chip model is
+        its .tflite: LiteRT or nothing."""
         if self._runner is not None:
             return self._runner
         tflite = self.path.with_suffix(".tflite")
-        if self.card.get("tflite_sha256") and tflite.is_file() and os.environ.get("PHOTOTAG_RUNTIME") != "keras":
+        chip = self.input_kind == "chip"
+        if self.card.get("tflite_sha256") and tflite.is_file() and (chip or os.environ.get("PHOTOTAG_RUNTIME") != "keras"):
             try:
                 from ai_edge_litert.interpreter import Interpreter
-            except ImportError:
+            except ImportError as exc:
+                if chip:
+                    raise DependencyError(f"{tflite}: LiteRT is not installed (pip install ai-edge-litert)") from exc
                 Interpreter = None
             if Interpreter is not None and _sha256(tflite) == self.card["tflite_sha256"]:
-                self._runner, self.runtime = _LiteRT(Interpreter, tflite), "litert"
+                shape, dtype = self.card["input"].get("shape", [faces.DESCRIPTOR_SIZE]), self.card["input"].get("dtype", "float32")
+                self._runner, self.runtime = _LiteRT(Interpreter, tflite, shape, dtype), "litert"
                 return self._runner
+        if chip:
+            raise ModelError(f"{tflite}: missing, or not the file its card describes (checksum differs)")
         head = self._head()
         keras = import_keras()
         if keras.backend.backend() == "tensorflow":
@@ -144,9 +160,21 @@ class AgeModel:
             self._runner, self.runtime = (lambda x: head(x, training=False)), "keras"
         return self._runner
 
+    def warm(self) -> None:
+        """Load the weights and the runtime now (outside any timing, as a long scan would)."""
+        if self.input_kind == "chip":
+            self.predict_chips(np.zeros((1, faces.CHIP_SIZE, faces.CHIP_SIZE, 3), np.uint8))
+        else:
+            self.predict_descriptors(np.zeros((1, faces.DESCRIPTOR_SIZE), np.float32))
+
     def predict_descriptors(self, descriptors: np.ndarray, batch_size: int = 256) -> Prediction:
         """Distributions for a batch of descriptors (n x 128)."""
+        if self.input_kind == "chip":
+            raise ModelError(f"{self.path}: this model reads face chips, not descriptors (predict_chips)")
         x = np.asarray(descriptors, dtype=np.float32).reshape(-1, faces.DESCRIPTOR_SIZE)
+        return self._predict(x, batch_size)
+
+    def _predict(self, x: np.ndarray, batch_size: int) -> Prediction:
         if len(x) == 0:
             return Prediction(np.zeros((0, AGE_BINS), np.float32), np.zeros(0, np.float32) if self.has_gender else None)
         run = self._predictor()
@@ -163,9 +191,13 @@ class AgeModel:
         dist /= dist.sum(axis=1, keepdims=True)
         return Prediction(dist, np.concatenate(females) if females else None)
 
-    def predict_chips(self, chips: list[np.ndarray]) -> Prediction:
-        """Distributions for aligned chips: descriptor first, then the head."""
-        return self.predict_descriptors(faces.describe(chips))
+    def predict_chips(self, chips: list[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
+        """Distributions for aligned 150x150 RGB chips: the network itself for a chip model, else
+        dlib's descriptor first, then the head."""
+        if self.input_kind != "chip":
+            return self.predict_descriptors(faces.describe(list(chips)))
+        x = np.asarray(chips, dtype=np.uint8).reshape(-1, faces.CHIP_SIZE, faces.CHIP_SIZE, 3)
+        return self._predict(x, batch_size)
 
 
 def _sha256(path: Path) -> str:
@@ -175,9 +207,9 @@ def _sha256(path: Path) -> str:
 
 
 class _LiteRT:
-    """A .tflite head under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
+    """A .tflite model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
 
-    def __init__(self, interpreter_cls: Any, path: Path) -> None:
+    def __init__(self, interpreter_cls: Any, path: Path, shape: list[int], dtype: str) -> None:
         try:
             with _native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 self.interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
@@ -187,14 +219,15 @@ class _LiteRT:
         self.input = self.interp.get_input_details()[0]["index"]
         outs = self.interp.get_output_details()
         self.outputs = {("age" if o["shape_signature"][-1] == AGE_BINS else "gender"): o["index"] for o in outs}
+        self.shape, self.dtype = list(shape), np.dtype(dtype)
         self.n = -1
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if len(x) != self.n:
-            self.interp.resize_tensor_input(self.input, [len(x), faces.DESCRIPTOR_SIZE])
+            self.interp.resize_tensor_input(self.input, [len(x), *self.shape])
             self.interp.allocate_tensors()
             self.n = len(x)
-        self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
+        self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=self.dtype))
         self.interp.invoke()
         return {k: self.interp.get_tensor(i).copy() for k, i in self.outputs.items()}
 
@@ -226,13 +259,17 @@ def load_model(path: str | Path | None = None) -> AgeModel:
         if len(cards) != 1:
             raise ModelError(f"{base}: expected one model card (*.json) in the folder, found {len(cards)}")
         base = cards[0]
-    base = base.with_suffix("") if base.suffix in (".json", ".keras") else base
-    card_path, weights = base.with_suffix(".json"), base.with_suffix(".keras")
-    if not card_path.is_file() or not weights.is_file():
-        raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
+    base = base.with_suffix("") if base.suffix in (".json", ".keras", ".tflite") else base
+    card_path = base.with_suffix(".json")
+    if not card_path.is_file():
+        raise ModelError(f"{base}: model not found (need {card_path.name} and its weights)")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{card_path}: unreadable model card: {exc}") from exc
+    weights = base.with_suffix(".tflite" if isinstance(card, dict) and card.get("input", {}).get("name") == "chip"
+                               else ".keras")
+    if not weights.is_file():
+        raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
     _check_card(card, card_path)
     return AgeModel(path=base, card=card)

@@ -136,6 +136,7 @@ class Analysis:
     taken_at: str | None = None
     boxes: list[faces.Box] = field(default_factory=list)
     descriptors: np.ndarray | None = None
+    chips: np.ndarray | None = None  # the aligned chips, kept only for a model that reads them
     error: str | None = None
     seen: tuple[int, int] | None = None  # (size, mtime_ns) when the worker opened it
     content: str | None = None  # SHA-256 of its bytes outside EXIF, then
@@ -148,10 +149,11 @@ def _upsample(pixels: np.ndarray, detect_size: int) -> int:
 
 
 def analyse(path: str, detect_size: int, detector: str, upsample: int | None, min_face: int,
-            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True,
+            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True, keep_chips: bool = False,
             known: list[faces.Box] | None = None) -> Analysis:
     """Decode, detect, align and describe every face of one photo (runs in a worker). With `known`
-    (full-resolution boxes from the index) nothing is detected: those faces are described again."""
+    (full-resolution boxes from the index) nothing is detected: those faces are described again.
+    With `keep_chips` the aligned chips come back too, for an age model that reads them."""
     try:
         try:  # what the file is now, to tell at write time whether it changed under us
             st = os.stat(path)
@@ -180,8 +182,9 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
             for fb in full_boxes:
                 crop = faces.align_and_crop(image, fb.scaled(1 / factor, image.shape[1], image.shape[0]))
                 chips.append(crop.chip)
-        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), seen=seen,
-                        content=content)
+        kept = np.stack(chips) if keep_chips and chips else None
+        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), kept,
+                        seen=seen, content=content)
     except PhotoError as exc:
         return Analysis(path, error=str(exc))
     except MemoryError:
@@ -350,8 +353,14 @@ class _Scan:
         batch = list(self.pending)
         self.pending.clear()
         self.pending_faces = 0
-        descs = [a.descriptors for a in batch if a.descriptors is not None and len(a.descriptors)]
-        pred = self.model.predict_descriptors(np.concatenate(descs)) if descs else None
+        if self.model.input_kind == "chip":  # batched across photos, in this process (a GPU's place)
+            chips = [a.chips for a in batch if a.chips is not None and len(a.chips)]
+            pred = self.model.predict_chips(np.concatenate(chips)) if chips else None
+            for a in batch:
+                a.chips = None
+        else:
+            descs = [a.descriptors for a in batch if a.descriptors is not None and len(a.descriptors)]
+            pred = self.model.predict_descriptors(np.concatenate(descs)) if descs else None
         at = 0
         for a in batch:
             n = len(a.boxes)
@@ -464,7 +473,8 @@ class _Scan:
         started, t0 = _now(), time.monotonic()
         self.seen: set[str] = set()
         o = self.opt
-        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify)
+        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify,
+                self.model.input_kind == "chip")
         workers = o.workers or os.cpu_count() or 1
         try:
             if workers <= 1:

@@ -7,33 +7,84 @@ import pytest
 from phototag.errors import ModelError
 from phototag.model import MODELS_DIR, DEFAULT_MODEL, load_model
 
+MLP = "age-dlib-mlp"  # the previous default: a head on dlib's descriptor, still shipped and loadable
 
-def test_the_shipped_model_and_its_card():
-    m = load_model()
+
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, MLP])
+def test_the_shipped_models_and_their_cards(name):
+    import hashlib
+
+    m = load_model(MODELS_DIR / name)
     card = m.card
-    assert (MODELS_DIR / f"{DEFAULT_MODEL}.keras").stat().st_size < 25 * 1024 * 1024
+    weights = MODELS_DIR / card["weights"]
+    assert weights.stat().st_size < 25 * 1024 * 1024
     for key in ("preprocessing", "input", "outputs", "training", "metrics", "hardware", "git_commit", "config"):
         assert key in card, key
     assert card["training"]["split"].startswith("sha256(record key) % 100")
-    assert card["config"]["seed"] == card["config"]["seed"] and isinstance(card["config"]["seed"], int)
+    assert isinstance(card["config"]["seed"], int)
     assert card["metrics"]["test"]["faces"] > 1000
-    import hashlib
+    assert card["metrics"]["crossval"]["fgnet"]["faces"] == 474
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights_sha256"]
 
-    assert hashlib.sha256((MODELS_DIR / f"{DEFAULT_MODEL}.keras").read_bytes()).hexdigest() == card["weights_sha256"]
+
+def test_the_default_reads_chips_and_the_previous_model_descriptors():
+    assert load_model().input_kind == "chip" and load_model().card["input"]["dtype"] == "uint8"
+    assert load_model(MODELS_DIR / MLP).input_kind == "descriptor"
 
 
-def test_predictions_are_distributions():
+def _real_chips(astronaut) -> np.ndarray:
+    """Aligned chips of real faces: the astronaut, mirrored, shifted, in grey."""
+    from PIL import Image
+
+    from phototag import faces
+
+    imgs = [astronaut, astronaut[:, ::-1], np.roll(astronaut, 9, axis=0),
+            np.asarray(Image.fromarray(astronaut).convert("L").convert("RGB"))]
+    chips = []
+    for img in imgs:
+        img = np.ascontiguousarray(img)
+        box = faces.detect(img, upsample=1)[0]
+        chips.append(faces.align_and_crop(img, box).chip)
+    return np.stack(chips)
+
+
+def test_predictions_are_distributions(astronaut):
+    chips = _real_chips(astronaut)
+    for m in (load_model(), load_model(MODELS_DIR / MLP)):
+        p = m.predict_chips(chips)
+        assert p.distribution.shape == (4, 101)
+        assert np.allclose(p.distribution.sum(axis=1), 1, atol=1e-5)
+        assert (p.female is None) == (not m.has_gender)
+        ages = p.distribution @ np.arange(101)
+        # The same adult face four ways: each model reads an adult, and nearly the same age each time.
+        assert ages.min() >= 18 and ages.max() - ages.min() < 6, (m.model_id, ages)
+        assert m.runtime == "litert"
+
+
+def test_a_chip_model_is_batched_and_refuses_descriptors(astronaut):
+    from phototag.errors import ModelError as Err
+
     m = load_model()
-    rng = np.random.default_rng(0)
-    p = m.predict_descriptors(rng.normal(0, 0.1, (3, 128)).astype(np.float32))
-    assert p.distribution.shape == (3, 101)
-    assert np.allclose(p.distribution.sum(axis=1), 1, atol=1e-5)
-    assert (p.female is None) == (not m.has_gender)
+    chips = _real_chips(astronaut)
+    one = np.concatenate([m.predict_chips(c[None]).distribution for c in chips])
+    assert np.abs(m.predict_chips(chips).distribution - one).max() < 1e-5
+    with pytest.raises(Err, match="this model reads face chips, not descriptors"):
+        m.predict_descriptors(np.zeros((1, 128), np.float32))
+
+
+def test_a_chip_model_whose_tflite_is_not_its_cards_is_refused(tmp_path):
+    shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.json", tmp_path / "m.json")
+    with pytest.raises(ModelError, match=r"model not found \(need m.json and m.tflite\)"):
+        load_model(tmp_path / "m")
+    data = (MODELS_DIR / f"{DEFAULT_MODEL}.tflite").read_bytes()
+    (tmp_path / "m.tflite").write_bytes(data[:-10] + b"0123456789")
+    with pytest.raises(ModelError, match=r"m.tflite: missing, or not the file its card describes \(checksum differs\)"):
+        load_model(tmp_path / "m").predict_chips(np.zeros((1, 150, 150, 3), np.uint8))
 
 
 def copy_model(tmp_path, **changes):
     for ext in ("keras", "json"):
-        shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.{ext}", tmp_path / f"m.{ext}")
+        shutil.copy(MODELS_DIR / f"{MLP}.{ext}", tmp_path / f"m.{ext}")
     card = json.loads((tmp_path / "m.json").read_text())
     for path, value in changes.items():
         node = card
@@ -71,18 +122,9 @@ def test_missing_and_broken_models(tmp_path):
 
 def _real_descriptors(astronaut) -> np.ndarray:
     """dlib descriptors of real faces: the astronaut, mirrored, shifted, in grey."""
-    from PIL import Image
-
     from phototag import faces
 
-    imgs = [astronaut, astronaut[:, ::-1], np.roll(astronaut, 9, axis=0),
-            np.asarray(Image.fromarray(astronaut).convert("L").convert("RGB"))]
-    chips = []
-    for img in imgs:
-        img = np.ascontiguousarray(img)
-        box = faces.detect(img, upsample=1)[0]
-        chips.append(faces.align_and_crop(img, box).chip)
-    return faces.describe(chips)
+    return faces.describe(list(_real_chips(astronaut)))
 
 
 def test_litert_gives_the_keras_ages_without_tensorflow(astronaut, monkeypatch):
@@ -92,18 +134,18 @@ def test_litert_gives_the_keras_ages_without_tensorflow(astronaut, monkeypatch):
     import sys
 
     x = _real_descriptors(astronaut)
-    fast = load_model()
+    fast = load_model(MODELS_DIR / MLP)
     a = fast.predict_descriptors(x)
     assert fast.runtime == "litert"
     monkeypatch.setenv("PHOTOTAG_RUNTIME", "keras")
-    slow = load_model()
+    slow = load_model(MODELS_DIR / MLP)
     b = slow.predict_descriptors(x)
     assert slow.runtime == "tf.function"
     ages = np.arange(101)
     assert np.abs(a.distribution @ ages - b.distribution @ ages).max() < 0.1
     assert np.abs(a.female - b.female).max() < 0.01
     code = ("import sys, numpy as np; from phototag.model import load_model; m = load_model(); "
-            "m.predict_descriptors(np.zeros((2, 128), np.float32)); print(m.runtime, 'tensorflow' in sys.modules)")
+            "m.predict_chips(np.zeros((2, 150, 150, 3), np.uint8)); print(m.runtime, 'tensorflow' in sys.modules)")
     monkeypatch.delenv("PHOTOTAG_RUNTIME")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout == "litert False\n", r.stderr  # a scan never pays for importing TensorFlow
@@ -112,7 +154,7 @@ def test_litert_gives_the_keras_ages_without_tensorflow(astronaut, monkeypatch):
 def test_a_tflite_the_card_does_not_vouch_for_is_not_used(tmp_path):
     copy_model(tmp_path)
     card = json.loads((tmp_path / "m.json").read_text())
-    (tmp_path / "m.tflite").write_bytes((MODELS_DIR / f"{DEFAULT_MODEL}.tflite").read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "m.tflite").write_bytes((MODELS_DIR / f"{MLP}.tflite").read_bytes()[:-10] + b"0123456789")
     m = load_model(tmp_path / "m")
     m.predict_descriptors(np.zeros((2, 128), np.float32))
     assert card["tflite_sha256"] and m.runtime == "tf.function"

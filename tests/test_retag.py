@@ -25,7 +25,8 @@ def broken_model_copy(tmp_path):
     folder = tmp_path / "broken-model"
     folder.mkdir(exist_ok=True)
     shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.json", folder / f"{DEFAULT_MODEL}.json")
-    (folder / f"{DEFAULT_MODEL}.keras").write_bytes(b"not a model")
+    for ext in ("keras", "tflite"):  # whichever the card's kind of model reads
+        (folder / f"{DEFAULT_MODEL}.{ext}").write_bytes(b"not a model")
     return folder / DEFAULT_MODEL
 
 
@@ -95,4 +96,6 @@ def test_a_metadata_only_change_is_retagged_without_the_model(library, tmp_path)
 
     ImageEnhance.Brightness(Image.open(photo)).enhance(1.1).save(photo, quality=90)
     r = run("scan", library / "2019", "--db", db, "--workers", "1", "--model", broken_model_copy(tmp_path))
-    assert r.exit_code == 2 and r.stderr.startswith("Error: ") and "cannot load the model" in r.stderr
+    assert r.exit_code == 2
+    assert r.stderr == (f"Error: {tmp_path}/broken-model/{DEFAULT_MODEL}.tflite: missing, or not the file its card "
+                        "describes (checksum differs)\n")

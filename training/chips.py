@@ -23,7 +23,7 @@ from phototag import faces
 from training.readers import FaceRecord, open_data, split_of
 from training.prepare import locate
 
-__all__ = ["export_chips", "load_chips"]
+__all__ = ["export_chips", "load_chips", "chips_for"]
 
 QUALITY = 90
 
@@ -71,6 +71,30 @@ def load_chips(path: Path) -> dict[str, np.ndarray]:
     z["chips"] = np.stack([np.asarray(Image.open(io.BytesIO(data[off[i]:off[i + 1]])).convert("RGB"))
                            for i in range(len(off) - 1)])
     return z
+
+
+def chips_for(spec: str, keys: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+    """The chips of these records of `spec`, in their order, cut once and cached beside the prepared
+    descriptors (outside git), for evaluating a model that reads chips."""
+    from PIL import Image
+
+    from training.prepare import _cache_key, cache_dir
+
+    records, _ = open_data(spec)
+    path = cache_dir() / f"{_cache_key(spec, records)}-chips.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        export_chips(spec, tmp, workers=workers)
+        tmp.replace(path)
+    z = np.load(path)
+    data, off = z["data"], z["offsets"]
+    where = {k: i for i, k in enumerate(z["keys"])}
+    missing = [k for k in keys if k not in where]
+    if missing:
+        raise ValueError(f"{spec}: no chip for {len(missing)} faces (e.g. {missing[0]})")
+    return np.stack([np.asarray(Image.open(io.BytesIO(data[off[where[k]]:off[where[k] + 1]].tobytes())).convert("RGB"))
+                     for k in keys])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,8 +86,11 @@ def _degrade(args: tuple[np.ndarray, str, int]) -> np.ndarray:
 def _variants(chips: np.ndarray, keys: np.ndarray, k: int, workers: int) -> np.ndarray:
     """k degraded copies of every chip (k x n x 150 x 150 x 3), each copy seeded apart."""
     jobs = [(chips[i], str(keys[i]), s) for s in range(k) for i in range(len(chips))]
-    with mp.get_context("fork").Pool(workers) as pool:
-        out = pool.map(_degrade, jobs, chunksize=64)
+    if workers <= 1:
+        out = [_degrade(j) for j in jobs]
+    else:  # spawn, not fork: the parent may hold a backend's threads
+        with mp.get_context("spawn").Pool(workers) as pool:
+            out = pool.map(_degrade, jobs, chunksize=64)
     return np.stack(out).reshape((k,) + chips.shape)
 
 
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folds = np.full(len(keys), -1)
     folds[is_extra] = person_folds(extra["persons"], args.folds)
     weights = np.where(is_extra, args.extra_weight, 1.0).astype(np.float32)
-    variants = _variants(chips, keys, args.variants, os.cpu_count() or 1)
+    variants = _variants(chips, keys, args.variants, args.workers or os.cpu_count() or 1)
     report["timings"]["data"] = round(time.time() - t0, 1)
     report["faces"] = {"main": int((~is_extra).sum()), "extra": int(is_extra.sum())}
 
@@ -185,9 +188,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra_idx = np.flatnonzero(is_extra)
     for f in range(args.folds):
         t = time.time()
+        held = extra_idx[folds[extra_idx] == f]
+        if len(held) == 0:  # few people: a fold may hold none, and has nothing to measure
+            continue
         print(f"fold {f}", flush=True)
         train(folds != f)
-        held = extra_idx[folds[extra_idx] == f]
         pred = _expected_age(model, chips[held])
         for i, p in zip(held, pred):
             report["fgnet_crossval"]["predicted"][int(np.flatnonzero(extra_idx == i)[0])] = round(float(p), 3)
@@ -226,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-weight", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--limit", type=int, help="use only this many main faces (a smoke test)")
+    ap.add_argument("--workers", type=int, help="processes drawing the degraded copies (default: every core)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     run(args)

@@ -1,0 +1,180 @@
+"""Ship a network fine-tuned by training/finetune.py: one LiteRT file in `models/` and its card.
+
+    python -m training.ship --run DIR --epochs 25 --val val.npz --test test.npz --dev adience.npz \\
+        --out models/age-dlib-resnet
+
+DIR is what the device run sent back (finetune.json and the weight files). The network is rebuilt
+from dlib's .dat and the weights, exported with a uint8 chip input (the (pixel - mean) / 256 of
+dlib's input layer is inside it), and then measured as shipped: the card's figures come from the
+.tflite under LiteRT, on chips cut here by training/chips.py. FG-NET's figure is the device run's
+cross-validation by person. Model selection (the epoch count) is on validation data only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phototag.model import AGE_BINS, CARD_FORMAT, _sha256
+from training.augment import AUGMENT_VERSION, POLICIES
+from training.evaluate import BANDS, black_and_white, group_metrics, metrics_for
+
+__all__ = ["export", "crossval_metrics", "write_card"]
+
+
+def export(weights: list[Path], out: Path) -> Path:
+    """The fine-tuned network as a .tflite taking uint8 chips (n x 150 x 150 x 3)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from phototag.dlib_dat import read_dat
+    from phototag.engine import source_files
+    from training.finetune import build_age_net, load_weight_files
+
+    model = build_age_net(read_dat(source_files()["descriptor"]))
+    model.set_weights(load_weight_files(weights))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 150, 150, 3], tf.uint8)])
+    def serve(x):
+        return model(x, training=False)
+
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    path = out.with_suffix(".tflite")
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
+    return path
+
+
+def crossval_metrics(run: dict[str, Any], thumbs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """FG-NET's figures from the device run's held-out predictions (each by a model that never saw
+    that person): MAE, bias, by band and black-and-white against colour (decided from the pixels)."""
+    cv = run["fgnet_crossval"]
+    ages, pred = np.array(cv["ages"], float), np.array(cv["predicted"], float)
+    err = pred - ages
+    grey = black_and_white(np.stack([thumbs[k] for k in cv["keys"]]))
+
+    def block(sel: np.ndarray) -> dict[str, Any]:
+        return {"faces": int(sel.sum()), "mae": float(np.abs(err[sel]).mean()) if sel.any() else None,
+                "bias": float(err[sel].mean()) if sel.any() else None}
+
+    return {"folds": int(run["args"]["folds"]), "people_split": True, "faces": len(ages),
+            "mae": float(np.abs(err).mean()), "bias": float(err.mean()),
+            "mae_0_12": float(np.abs(err[ages <= 12]).mean()),
+            "mae_by_band": {name: block((ages >= lo) & (ages <= hi)) for name, lo, hi in BANDS},
+            "by_colour": {"black_and_white": block(grey), "colour": block(~grey)}}
+
+
+def _measure(model: Any, chips_file: Path) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    from training.chips import load_chips
+
+    z = load_chips(chips_file)
+    pred = model.predict_chips(z["chips"])
+    if (z["ages"] >= 0).all():
+        return metrics_for(SimpleNamespace(ages=z["ages"], genders=z["genders"], thumbs=z["chips"]),
+                           pred.distribution, pred.female)
+    return group_metrics(SimpleNamespace(groups=z["groups"]), pred.distribution)
+
+
+def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, Any], selection: dict[str, Any],
+               commit: str) -> Path:
+    tflite = out.with_suffix(".tflite")
+    args = run["args"]
+    card = {
+        "format": CARD_FORMAT,
+        "name": out.name,
+        "description": "Age (and gender) from the aligned face chip: a copy of dlib's face descriptor ResNet "
+                       "fine-tuned end to end for age, with a distribution head. dlib's own network, unchanged, "
+                       "still gives the identity descriptors that people are grouped by.",
+        "weights": tflite.name, "weights_sha256": _sha256(tflite), "size_bytes": tflite.stat().st_size,
+        "tflite": tflite.name, "tflite_sha256": _sha256(tflite),
+        "preprocessing": {"align": "phototag.faces.align_and_crop",
+                          "landmarks": "dlib shape_predictor_5_face_landmarks", "chip_size": 150, "chip_padding": 0.25,
+                          "color": "RGB uint8", "backbone": "dlib_face_recognition_resnet_model_v1",
+                          "backbone_package": "face_recognition_models", "backbone_finetuned": True,
+                          "normalisation": "(pixel - dlib's mean_rgb) / 256, inside the network"},
+        "input": {"name": "chip", "shape": [150, 150, 3], "dtype": "uint8"},
+        "outputs": {"age": {"type": "distribution", "bins": AGE_BINS, "ages": "0..100 (last bin: 100 and older)"},
+                    "gender": {"type": "sigmoid", "meaning": "P(female)"}},
+        "config": {"epochs": epochs, "batch_size": int(args["batch"]), "learning_rate": float(args["lr"]),
+                   "schedule": "one epoch of linear warm-up, then cosine decay to 0", "optimizer": "AdamW, "
+                   "weight decay 5e-5, gradient norm clipped at 1", "loss": "training/train.py's: cross-entropy to "
+                   "Gaussian label distributions (sigma 1 + 0.06 * age) + 0.05 * |expected age - age|, "
+                   "gender 0.1 * BCE", "seed": int(args["seed"]), "degraded_copies_per_face": int(args["variants"]),
+                   "head": "Dense 256 (gelu), dropout 0.2, softmax over 101 ages and a sigmoid",
+                   "selection": selection},
+        "training": {
+            "data": "utkface",
+            "split": "sha256(record key) % 100: 0-9 test, 10-19 val, 20-99 train",
+            "faces": {"train": int(run["faces"]["main"]), "val": metrics["val"]["faces"],
+                      "test": metrics["test"]["faces"]},
+            "train_subset": "the first 8000 train faces by sha256 of their key (what fits the GPU machine's "
+                            "64 MiB transfer as WebP chips, training/chips.py)",
+            "augment": {"policy": "archive", "version": AUGMENT_VERSION, "operations": POLICIES["archive"],
+                        "note": "each epoch shows every face once: half clean, half as one of its degraded "
+                                "copies (drawn on the chip), each mirrored at random"},
+            "extra": {"fgnet": {"faces": int(run["faces"]["extra"]), "weight": float(args["extra_weight"]),
+                                "folds": int(args["folds"])}},
+            "seconds": run["timings"],
+        },
+        "metrics": metrics,
+        "hardware": {"training": "one NVIDIA H200 (device machine), Keras 3.15.1 on JAX 0.11.2, float32",
+                     "evaluation": f"{platform.processor() or platform.machine()} CPU, LiteRT (this .tflite)",
+                     "platform": platform.platform()},
+        "git_commit": commit,
+        "trained_at": datetime.date.today().isoformat(),
+        "licence": "Weights trained on UTKFace (Zhang, Song and Qi, CVPR 2017) and FG-NET (Lanitis, Taylor and "
+                   "Cootes, 2002), starting from dlib's public-domain face descriptor network (Davis King): "
+                   "non-commercial research use only.",
+        "git_note": "Trained by training/finetune.py at this commit on a device machine; exported and measured "
+                    "by training/ship.py.",
+    }
+    path = out.with_suffix(".json")
+    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="what training/finetune.py wrote")
+    ap.add_argument("--epochs", type=int, nargs="+", required=True, help="checkpoints to choose from on val")
+    ap.add_argument("--val", type=Path, required=True)
+    ap.add_argument("--test", type=Path, required=True)
+    ap.add_argument("--dev", type=Path, nargs="*", default=[], help="chips of group-labelled dev sets (adience)")
+    ap.add_argument("--fgnet", default="fgnet:../shared/datasets/fgnet-dev")
+    ap.add_argument("--commit", required=True, help="the commit whose training/finetune.py ran")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--note", default="", help="what else was tried, for the card's selection record")
+    args = ap.parse_args(argv)
+    from phototag.model import load_model
+    from training.prepare import prepare
+
+    run = json.loads((args.run / "finetune.json").read_text())
+    val = {}
+    for e in args.epochs:  # choose the epoch count on validation, never on test
+        export(sorted(args.run.glob(f"age-net-e{e}-*.npz")), args.out)
+        write_card(args.out, run, e, {"val": {"faces": 0}, "test": {"faces": 0}}, {}, args.commit)
+        val[e] = _measure(load_model(args.out), args.val)
+        print(f"epochs {e}: val MAE {val[e]['mae']:.3f}", flush=True)
+    best = min(val, key=lambda e: val[e]["mae"])
+    export(sorted(args.run.glob(f"age-net-e{best}-*.npz")), args.out)
+    write_card(args.out, run, best, {"val": {"faces": 0}, "test": {"faces": 0}}, {}, args.commit)
+    model = load_model(args.out)
+    fg = prepare(args.fgnet, quiet=True)
+    metrics = {"val": val[best], "test": _measure(model, args.test),
+               "dev": {p.stem: _measure(model, p) for p in args.dev},
+               "crossval": {"fgnet": crossval_metrics(run, dict(zip(fg.keys, fg.thumbs)))}}
+    selection = {"rule": "least UTKFace val MAE among the checkpoints", "val_mae": {str(e): val[e]["mae"] for e in val},
+                 "note": args.note}
+    print(write_card(args.out, run, best, metrics, selection, args.commit))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
