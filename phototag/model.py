@@ -136,7 +136,8 @@ class AgeModel:
             return self._runner
         tflite = self.path.with_suffix(".tflite")
         chip = self.input_kind == "chip"
-        if self.card.get("tflite_sha256") and tflite.is_file() and (chip or os.environ.get("PHOTOTAG_RUNTIME") != "keras"):
+        wanted = chip or os.environ.get("PHOTOTAG_RUNTIME") != "keras"
+        if self.card.get("tflite_sha256") and tflite.is_file() and wanted:
             try:
                 from ai_edge_litert.interpreter import Interpreter
             except ImportError as exc:
@@ -144,7 +145,8 @@ class AgeModel:
                     raise DependencyError(f"{tflite}: LiteRT is not installed (pip install ai-edge-litert)") from exc
                 Interpreter = None
             if Interpreter is not None and _sha256(tflite) == self.card["tflite_sha256"]:
-                shape, dtype = self.card["input"].get("shape", [faces.DESCRIPTOR_SIZE]), self.card["input"].get("dtype", "float32")
+                inp = self.card.get("input", {})
+                shape, dtype = inp.get("shape", [faces.DESCRIPTOR_SIZE]), inp.get("dtype", "float32")
                 self._runner, self.runtime = _LiteRT(Interpreter, tflite, shape, dtype), "litert"
                 return self._runner
         if chip:

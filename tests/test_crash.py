@@ -28,7 +28,9 @@ from .conftest import exif_bytes, group_photo, save_jpeg
 
 KILLS = 50
 MID_WRITE = 3  # keep killing past KILLS until this many kills caught an EXIF write in progress
-BUDGET_S = 300
+# A ceiling, not a target: the loop stops at KILLS (and MID_WRITE), 150-220 s on the 2-core machine. One
+# fresh-clone CI run there, on a slow day, reached only 45 kills in 300 s; twice that leaves room.
+BUDGET_S = 600
 SCHEMES = ["three", "four", "adience", "ten"]
 USER_KEYWORDS = ["Family", "Summer"]
 
