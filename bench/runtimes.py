@@ -3,8 +3,9 @@
     python -m bench.runtimes            # CPU, TensorFlow backend: predict, direct call, tf.function, LiteRT
     KERAS_BACKEND=jax python -m bench.runtimes --keras-only   # e.g. on the GPU machine
 
-The head takes dlib's 128-d descriptors; every runtime is fed the same descriptors and must give the
-same ages (expected age from the distribution) as Keras `predict`, to 0.1 year.
+The head (`models/age-dlib-mlp`; the default model reads chips and runs under LiteRT alone) takes
+dlib's 128-d descriptors; every runtime is fed the same descriptors and must give the same ages
+(expected age from the distribution) as Keras `predict`, to 0.1 year.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def _first(out: Any) -> np.ndarray:
 
 
 def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[str, Any]:
-    from phototag.model import _LiteRT, default_model_path, import_keras, load_model
+    from phototag.model import MODELS_DIR, _LiteRT, import_keras, load_model
 
     keras = import_keras()
+    model_path = model_path or MODELS_DIR / "age-dlib-mlp"
     model = load_model(model_path)._head()
     rng = np.random.default_rng(0)
     data = (rng.normal(0, 0.09, (max(BATCHES), 128))).astype(np.float32)  # dlib descriptors' scale
@@ -62,7 +64,7 @@ def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[st
 
             from training.export_tflite import export_tflite
 
-            path = export_tflite(Path(model_path or default_model_path()).with_suffix(".keras"),
+            path = export_tflite(Path(model_path).with_suffix(".keras"),
                                  Path(tempfile.mkdtemp()) / "head.tflite")
             litert = _LiteRT(Interpreter, path)  # the wrapper phototag itself runs
             runtimes["LiteRT (ai-edge-litert)"] = lambda x: litert(x)["age"]
