@@ -28,7 +28,7 @@ from . import mmod
 from .dlib_dat import Layer
 from .errors import DependencyError, ModelError
 from .faces import CHIP_SIZE, DESCRIPTOR_SIZE
-from .model import MODELS_DIR, _native_stderr_silenced
+from .model import MODELS_DIR, _native_stderr_silenced, _Runner
 from .model import _sha256 as file_sha256  # the checksum the age model's card is checked with
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
@@ -180,30 +180,17 @@ class LiteRTEngine:
         except ImportError as exc:
             raise DependencyError(f"cannot load LiteRT (ai-edge-litert): {exc}") from exc
         threads = threads or int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
-        self._interps: dict[str, Any] = {}
-        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._runners: dict[str, _Runner] = {}
         with _native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
             for key in _SOURCES:
                 path = folder / self.card["files"][key]["file"]
                 try:
-                    self._interps[key] = Interpreter(model_path=str(path), num_threads=threads)
+                    self._runners[key] = _Runner(Interpreter(model_path=str(path), num_threads=threads))
                 except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
                     raise ModelError(f"{path}: cannot load: {exc}") from exc
-        # each network's input and output tensor, looked up once rather than on every call
-        self._io = {key: (i.get_input_details()[0]["index"], i.get_output_details()[0]["index"])
-                    for key, i in self._interps.items()}
 
     def _run(self, key: str, x: np.ndarray) -> np.ndarray:
-        interp = self._interps[key]
-        inp, out = self._io[key]
-        if self._shapes.get(key) != x.shape:
-            with _native_stderr_silenced():
-                interp.resize_tensor_input(inp, list(x.shape))
-                interp.allocate_tensors()
-            self._shapes[key] = x.shape
-        interp.set_tensor(inp, np.ascontiguousarray(x, dtype=np.float32))
-        interp.invoke()
-        return interp.get_tensor(out).copy()
+        return self._runners[key](x)[0]
 
     def describe(self, chips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         if len(chips) == 0:

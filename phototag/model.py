@@ -109,7 +109,7 @@ class AgeModel:
     @property
     def input_kind(self) -> str:
         """'chip' (the model reads aligned face chips) or 'descriptor' (dlib's 128-d descriptors)."""
-        return "chip" if self.card.get("input", {}).get("name") == "chip" else "descriptor"
+        return _input_kind(self.card)
 
     @property
     def has_gender(self) -> bool:
@@ -145,9 +145,8 @@ class AgeModel:
                     raise DependencyError(f"{tflite}: LiteRT is not installed (pip install ai-edge-litert)") from exc
                 Interpreter = None
             if Interpreter is not None and _sha256(tflite) == self.card["tflite_sha256"]:
-                inp = self.card.get("input", {})
-                shape, dtype = inp.get("shape", [faces.DESCRIPTOR_SIZE]), inp.get("dtype", "float32")
-                self._runner, self.runtime = _LiteRT(Interpreter, tflite, shape, dtype), "litert"
+                dtype = self.card.get("input", {}).get("dtype", "float32")
+                self._runner, self.runtime = _LiteRT(Interpreter, tflite, dtype), "litert"
                 return self._runner
         if chip:
             raise ModelError(f"{tflite}: missing, or not the file its card describes (checksum differs)")
@@ -208,30 +207,47 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _LiteRT:
-    """A .tflite model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
+class _Runner:
+    """One LiteRT interpreter: resized whenever the input's shape changes (a batch size, a pyramid
+    band), the input cast to the model's dtype, every output copied out. The age models and the face
+    engine both run through it."""
 
-    def __init__(self, interpreter_cls: Any, path: Path, shape: list[int], dtype: str) -> None:
-        try:
-            with _native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                self.interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
+    def __init__(self, interp: Any, dtype: str = "float32") -> None:
+        self.interp, self.dtype, self.shape = interp, np.dtype(dtype), None
+        self.input = interp.get_input_details()[0]["index"]  # looked up once, not on every call
+        self.outputs = interp.get_output_details()
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape != self.shape:
+            with _native_stderr_silenced():
+                self.interp.resize_tensor_input(self.input, list(x.shape))
                 self.interp.allocate_tensors()
-        except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
-            raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc
-        self.input = self.interp.get_input_details()[0]["index"]
-        outs = self.interp.get_output_details()
-        self.outputs = {("age" if o["shape_signature"][-1] == AGE_BINS else "gender"): o["index"] for o in outs}
-        self.shape, self.dtype = list(shape), np.dtype(dtype)
-        self.n = -1
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if len(x) != self.n:
-            self.interp.resize_tensor_input(self.input, [len(x), *self.shape])
-            self.interp.allocate_tensors()
-            self.n = len(x)
+            self.shape = x.shape
         self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=self.dtype))
         self.interp.invoke()
-        return {k: self.interp.get_tensor(i).copy() for k, i in self.outputs.items()}
+        return [self.interp.get_tensor(o["index"]).copy() for o in self.outputs]
+
+
+class _LiteRT:
+    """A .tflite age model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
+
+    def __init__(self, interpreter_cls: Any, path: Path, dtype: str = "float32") -> None:
+        try:
+            with _native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
+                interp.allocate_tensors()
+        except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
+            raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc
+        self.run = _Runner(interp, dtype)
+        self.names = ["age" if o["shape_signature"][-1] == AGE_BINS else "gender" for o in self.run.outputs]
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.run(x)))
+
+
+def _input_kind(card: dict[str, Any]) -> str:
+    """'chip' (the model reads aligned face chips) or 'descriptor' (dlib's 128-d descriptors)."""
+    return "chip" if isinstance(card, dict) and card.get("input", {}).get("name") == "chip" else "descriptor"
 
 
 def _check_card(card: dict[str, Any], where: Path) -> None:
@@ -269,8 +285,7 @@ def load_model(path: str | Path | None = None) -> AgeModel:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{card_path}: unreadable model card: {exc}") from exc
-    weights = base.with_suffix(".tflite" if isinstance(card, dict) and card.get("input", {}).get("name") == "chip"
-                               else ".keras")
+    weights = base.with_suffix(".tflite" if _input_kind(card) == "chip" else ".keras")
     if not weights.is_file():
         raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
     _check_card(card, card_path)

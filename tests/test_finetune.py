@@ -38,6 +38,7 @@ def test_chips_are_the_aligned_crops_phototag_cuts(tmp_path, astronaut):
 
 def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp_path, astronaut, monkeypatch):
     monkeypatch.setenv("PHOTOTAG_CACHE", str(tmp_path / "cache"))
+    from phototag.dlib_dat import read_dat
     from phototag.engine import source_files
     from phototag.model import load_model
     from training.chips import export_chips, load_chips
@@ -60,7 +61,7 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     assert len(cv["keys"]) == 12 and all(isinstance(p, float) for p in cv["predicted"])  # every face held out once
     assert set(saved["files"]) == {"1", "2"} and report["files"] == saved["files"]
     weights = sorted(out.glob("age-net-e2-*.npz"))
-    model = build_age_net(__import__("phototag.dlib_dat", fromlist=["read_dat"]).read_dat(source_files()["descriptor"]))
+    model = build_age_net(read_dat(source_files()["descriptor"]))
     model.set_weights(load_weight_files(weights))
     # shipped: a .tflite on uint8 chips, with a card phototag honours
     base = tmp_path / "models" / "tiny-resnet"

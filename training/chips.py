@@ -62,22 +62,25 @@ def export_chips(spec: str, out: Path, *, split: str | None = None, limit: int |
     return {"faces": len(done), "skipped": len(records) - len(done), "bytes": len(data)}
 
 
-def load_chips(path: Path) -> dict[str, np.ndarray]:
-    """The file's arrays, with `chips` (n x 150 x 150 x 3 uint8) decoded."""
+def _decode(data: np.ndarray, offsets: np.ndarray, rows: list[int]) -> np.ndarray:
+    """Chips `rows` of a file's byte array, decoded (n x 150 x 150 x 3 uint8)."""
     from PIL import Image
 
+    return np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+                     for i in rows])
+
+
+def load_chips(path: Path) -> dict[str, np.ndarray]:
+    """The file's arrays, with `chips` (n x 150 x 150 x 3 uint8) decoded."""
     z = dict(np.load(path))
-    data, off = z.pop("data").tobytes(), z.pop("offsets")
-    z["chips"] = np.stack([np.asarray(Image.open(io.BytesIO(data[off[i]:off[i + 1]])).convert("RGB"))
-                           for i in range(len(off) - 1)])
+    data, off = z.pop("data"), z.pop("offsets")
+    z["chips"] = _decode(data, off, list(range(len(off) - 1)))
     return z
 
 
 def chips_for(spec: str, keys: np.ndarray, *, workers: int | None = None) -> np.ndarray:
     """The chips of these records of `spec`, in their order, cut once and cached beside the prepared
     descriptors (outside git), for evaluating a model that reads chips."""
-    from PIL import Image
-
     from training.prepare import _cache_key, cache_dir
 
     records, _ = open_data(spec)
@@ -88,13 +91,11 @@ def chips_for(spec: str, keys: np.ndarray, *, workers: int | None = None) -> np.
         export_chips(spec, tmp, workers=workers)
         tmp.replace(path)
     z = np.load(path)
-    data, off = z["data"], z["offsets"]
     where = {k: i for i, k in enumerate(z["keys"])}
     missing = [k for k in keys if k not in where]
     if missing:
         raise ValueError(f"{spec}: no chip for {len(missing)} faces (e.g. {missing[0]})")
-    return np.stack([np.asarray(Image.open(io.BytesIO(data[off[where[k]]:off[where[k] + 1]].tobytes())).convert("RGB"))
-                     for k in keys])
+    return _decode(z["data"], z["offsets"], [where[k] for k in keys])
 
 
 def main(argv: list[str] | None = None) -> int:

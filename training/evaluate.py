@@ -125,7 +125,7 @@ def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray
     """Throughput of the head alone (batch of 64, warm) and of descriptor plus head; for a model that
     reads chips, of the model on 64 chips (the identity descriptor is the scan's, not the model's)."""
     if model.input_kind == "chip":
-        x = np.resize(np.stack(chips), (64, 150, 150, 3)).astype(np.uint8)
+        x = np.resize(np.stack(chips), (64, *np.shape(chips[0]))).astype(np.uint8)
         model.predict_chips(x)  # warm up
         t = time.perf_counter()
         model.predict_chips(x)

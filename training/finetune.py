@@ -241,22 +241,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-def measure(weights: list[Path], chips_file: Path, dat: Path | None = None) -> dict[str, Any]:
-    """A fine-tuned network's figures on a chips file: by age where it has ages, else by group."""
-    from types import SimpleNamespace
-
-    from phototag.dlib_dat import read_dat
-    from phototag.engine import source_files
-    from training.chips import load_chips
-    from training.evaluate import group_metrics, metrics_for
-
-    model = build_age_net(read_dat(source_files(dat)["descriptor"]))
-    model.set_weights(load_weight_files(weights))
-    z = load_chips(chips_file)
-    out = model.predict(z["chips"], batch_size=64, verbose=0)
-    dist, female = np.asarray(out["age"], np.float64), np.asarray(out["gender"])
-    if (z["ages"] >= 0).all():
-        part = SimpleNamespace(ages=z["ages"], genders=z["genders"], thumbs=z["chips"])
-        return metrics_for(part, dist, female)
-    return group_metrics(SimpleNamespace(groups=z["groups"]), dist)

@@ -156,15 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     from training.prepare import prepare
 
     run = json.loads((args.run / "finetune.json").read_text())
+    unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
     val = {}
     for e in args.epochs:  # choose the epoch count on validation, never on test
-        export(sorted(args.run.glob(f"age-net-e{e}-*.npz")), args.out)
-        write_card(args.out, run, e, {"val": {"faces": 0}, "test": {"faces": 0}}, {}, args.commit)
-        val[e] = _measure(load_model(args.out), args.val)
+        candidate = args.out.with_name(f"{args.out.name}-e{e}")
+        export(sorted(args.run.glob(f"age-net-e{e}-*.npz")), candidate)
+        write_card(candidate, run, e, unmeasured, {}, args.commit)
+        val[e] = _measure(load_model(candidate), args.val)
         print(f"epochs {e}: val MAE {val[e]['mae']:.3f}", flush=True)
     best = min(val, key=lambda e: val[e]["mae"])
-    export(sorted(args.run.glob(f"age-net-e{best}-*.npz")), args.out)
-    write_card(args.out, run, best, {"val": {"faces": 0}, "test": {"faces": 0}}, {}, args.commit)
+    for e in val:  # the chosen export becomes the model; the others go
+        candidate = args.out.with_name(f"{args.out.name}-e{e}")
+        candidate.with_suffix(".json").unlink()
+        if e == best:
+            candidate.with_suffix(".tflite").replace(args.out.with_suffix(".tflite"))
+        else:
+            candidate.with_suffix(".tflite").unlink()
+    write_card(args.out, run, best, unmeasured, {}, args.commit)
     model = load_model(args.out)
     fg = prepare(args.fgnet, quiet=True)
     metrics = {"val": val[best], "test": _measure(model, args.test),
