@@ -43,23 +43,37 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     from phototag.model import load_model
     from training.chips import export_chips, load_chips
     from training.finetune import build_age_net, load_weight_files, run
-    from training.ship import crossval_metrics, export, write_card
+    from training.ship import crossval_metrics, export, merge_runs, write_card
 
     utk = utkface_like(tmp_path / "utk", astronaut, n=16)
     fg = fgnet_like(tmp_path / "fg", astronaut)
     export_chips(f"utkface:{utk}", tmp_path / "utk.npz", workers=1)
     export_chips(f"fgnet:{fg}", tmp_path / "fg.npz", workers=1)
-    out = tmp_path / "out"
-    out.mkdir()
-    args = Namespace(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz", extra=tmp_path / "fg.npz",
-                     out=out, epochs=2, batch=8, lr=1e-4, folds=2, variants=1, extra_weight=3.0, seed=1, limit=None,
-                     workers=1)
-    report = run(args)
-    saved = json.loads((out / "finetune.json").read_text())
+    # split over two calls, as a device's time limit asks: one person's fold, then the rest and the final network
+    from training.sets import person_folds
+
+    folds = person_folds(load_chips(tmp_path / "fg.npz")["persons"], 3)
+    ran_first = [int(folds[0])]
+    ran_then = sorted(set(folds.tolist()) - set(ran_first))
+    assert ran_then, "the test's people all fell in one fold"
+    first, out = tmp_path / "call1", tmp_path / "out"
+    first.mkdir(), out.mkdir()
+    common = dict(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz", extra=tmp_path / "fg.npz",
+                  epochs=2, batch=8, lr=1e-4, folds=3, variants=1, extra_weight=3.0, seed=1, limit=None, workers=1)
+    run(Namespace(out=first, folds_run=ran_first, no_final=True, **common))
+    report = run(Namespace(out=out, folds_run=ran_then, no_final=False, **common))
+    parts = [json.loads((d / "finetune.json").read_text()) for d in (first, out)]
+    assert not parts[0]["files"] and not list(first.glob("*.npz"))
+    held = [[p is not None for p in part["fgnet_crossval"]["predicted"]] for part in parts]
+    assert all(a != b for a, b in zip(*held)) and all(any(h) for h in held)  # each face held out in one call
+    saved = merge_runs(parts)
     cv = saved["fgnet_crossval"]
     assert saved["faces"] == {"main": 16, "extra": 12}
     assert len(cv["keys"]) == 12 and all(isinstance(p, float) for p in cv["predicted"])  # every face held out once
     assert set(saved["files"]) == {"1", "2"} and report["files"] == saved["files"]
+    assert {f"fold{f}" for f in ran_first + ran_then} | {"final"} <= set(saved["timings"])
+    with pytest.raises(ValueError, match="in no run's held-out fold"):
+        merge_runs(parts[1:])
     weights = sorted(out.glob("age-net-e2-*.npz"))
     model = build_age_net(read_dat(source_files()["descriptor"]))
     model.set_weights(load_weight_files(weights))
@@ -79,3 +93,22 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     assert shipped.runtime == "litert"
     ages = np.arange(101)
     assert np.abs(tflite.distribution @ ages - keras_dist @ ages).max() < 0.05
+
+
+def test_packed_dlib_weights_build_the_same_network(tmp_path):
+    """The float16 copy of dlib's .dat that travels to a GPU machine: same layers, weights to fp16."""
+    from phototag.dlib_dat import read_dat
+    from phototag.engine import source_files
+    from training.finetune import pack_dat, read_layers
+
+    dat = source_files()["descriptor"]
+    packed = pack_dat(dat, tmp_path / "dlib.npz")
+    assert packed.stat().st_size < 0.6 * dat.stat().st_size
+    want, got = read_dat(dat), read_layers(packed)
+    assert [(a.kind, a.params) for a in want] == [(b.kind, b.params) for b in got]
+    for a, b in zip(want, got):
+        assert a.weights.keys() == b.weights.keys()
+        for k in a.weights:
+            assert b.weights[k].dtype == np.float32
+            np.testing.assert_allclose(b.weights[k], a.weights[k], rtol=1e-3, atol=1e-4)
+    assert len(read_layers(dat.parent)) == len(want)  # a folder holding the .dat reads it as it is

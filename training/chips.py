@@ -1,11 +1,11 @@
 """Aligned 150x150 face chips of a data set in one compact file, for training the descriptor network
 end to end (training/finetune.py) on a machine that has a GPU but neither dlib nor the data set.
 
-    python -m training.chips utkface:../shared/datasets/utkface out.npz [--split train --limit 7000]
+    python -m training.chips utkface:../shared/datasets/utkface out.npz [--split train] [--limit N] [--quality Q]
 
 Each chip is cut by `training.prepare.locate` and `phototag.faces.align_and_crop`, exactly as the
-descriptors are, and stored as a WebP (quality 90) in one byte array. The file holds research data:
-keep it out of git (it is made in an ignored folder and never shipped).
+descriptors are, and stored as a WebP (quality 90 unless told) in one byte array. The file holds
+research data: keep it out of git (it is made in an ignored folder and never shipped).
 """
 
 from __future__ import annotations
@@ -28,27 +28,28 @@ __all__ = ["export_chips", "load_chips", "chips_for"]
 QUALITY = 90
 
 
-def _one(record: FaceRecord) -> tuple[str, bytes, bool] | None:
+def _one(job: tuple[FaceRecord, int]) -> tuple[str, bytes, bool] | None:
     from PIL import Image
 
+    record, quality = job
     found = locate(record)
     if isinstance(found, str):
         return None
     rgb, box, detected = found
     buf = io.BytesIO()
-    Image.fromarray(faces.align_and_crop(rgb, box).chip).save(buf, format="WEBP", quality=QUALITY, method=4)
+    Image.fromarray(faces.align_and_crop(rgb, box).chip).save(buf, format="WEBP", quality=quality, method=4)
     return record.key, buf.getvalue(), detected
 
 
 def export_chips(spec: str, out: Path, *, split: str | None = None, limit: int | None = None,
-                 workers: int | None = None) -> dict[str, Any]:
+                 workers: int | None = None, quality: int = QUALITY) -> dict[str, Any]:
     """Write the chips of `spec` (one split of it, the first `limit` by a stable hash) to `out`."""
     records, _ = open_data(spec)
     records = [r for r in records if (r.age is not None or r.group) and (split is None or split_of(r.key) == split)]
     if limit is not None and limit < len(records):
         records = sorted(records, key=lambda r: hashlib.sha256(r.key.encode()).hexdigest())[:limit]
     with mp.get_context("spawn").Pool(workers or mp.cpu_count()) as pool:
-        done = [d for d in pool.imap(_one, records, chunksize=32) if d is not None]
+        done = [d for d in pool.imap(_one, [(r, quality) for r in records], chunksize=32) if d is not None]
     by_key = {r.key: r for r in records}
     data = b"".join(d[1] for d in done)
     offsets = np.cumsum([0] + [len(d[1]) for d in done]).astype(np.int64)
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("train", "val", "test"))
     ap.add_argument("--limit", type=int)
     ap.add_argument("--workers", type=int)
+    ap.add_argument("--quality", type=int, default=QUALITY, help="WebP quality (default %(default)s)")
     args = ap.parse_args(argv)
-    print(export_chips(args.spec, args.out, split=args.split, limit=args.limit, workers=args.workers))
+    print(export_chips(args.spec, args.out, split=args.split, limit=args.limit, workers=args.workers,
+                       quality=args.quality))
     return 0
 
 

@@ -1,9 +1,10 @@
 """Ship a network fine-tuned by training/finetune.py: one LiteRT file in `models/` and its card.
 
-    python -m training.ship --run DIR --epochs 25 --val val.npz --test test.npz --dev adience.npz \\
+    python -m training.ship --run DIR [DIR ...] --epochs 25 --val val.npz --test test.npz --dev adience.npz \\
         --out models/age-dlib-resnet
 
-DIR is what the device run sent back (finetune.json and the weight files). The network is rebuilt
+DIR is what a device run sent back (finetune.json and the weight files); a training split over
+several calls (`--folds-run`, `--no-final`) gives one DIR per call, and their reports are merged. The network is rebuilt
 from dlib's .dat and the weights, exported with a uint8 chip input (the (pixel - mean) / 256 of
 dlib's input layer is inside it), and then measured as shipped: the card's figures come from the
 .tflite under LiteRT, on chips cut here by training/chips.py. FG-NET's figure is the device run's
@@ -25,7 +26,7 @@ from phototag.model import AGE_BINS, CARD_FORMAT, _sha256
 from training.augment import AUGMENT_VERSION, POLICIES
 from training.evaluate import BANDS, black_and_white, group_metrics, metrics_for
 
-__all__ = ["export", "crossval_metrics", "write_card"]
+__all__ = ["export", "merge_runs", "crossval_metrics", "write_card"]
 
 
 def export(weights: list[Path], out: Path) -> Path:
@@ -48,6 +49,30 @@ def export(weights: list[Path], out: Path) -> Path:
     path = out.with_suffix(".tflite")
     path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
     return path
+
+
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of a training split over several calls: each fold's predictions
+    from the call that ran it, the weight files from the call that trained the final network."""
+    finals = [r for r in runs if r.get("files")]
+    if len(finals) != 1:
+        raise ValueError(f"{len(finals)} of the runs trained a final network: exactly one must")
+    out = json.loads(json.dumps(finals[0]))
+    cv = out["fgnet_crossval"]
+    if any(r["fgnet_crossval"]["keys"] != cv["keys"] for r in runs):
+        raise ValueError("the runs cross-validated different faces")
+    cv["predicted"] = [next((r["fgnet_crossval"]["predicted"][i] for r in runs
+                             if r["fgnet_crossval"]["predicted"][i] is not None), None) for i in range(len(cv["keys"]))]
+    if None in cv["predicted"]:
+        raise ValueError(f"{cv['predicted'].count(None)} FG-NET faces were in no run's held-out fold")
+    err = np.array(cv["predicted"]) - np.array(cv["ages"])
+    cv["mae"], cv["bias"] = float(np.abs(err).mean()), float(err.mean())
+    timings: dict[str, float] = {}
+    for r in runs:
+        for k, v in r["timings"].items():
+            timings[k] = round(timings.get(k, 0.0) + v, 1) if k in ("data", "total") else v
+    out["timings"] = timings
+    return out
 
 
 def crossval_metrics(run: dict[str, Any], thumbs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -82,8 +107,11 @@ def _measure(model: Any, chips_file: Path) -> dict[str, Any]:
     return group_metrics(SimpleNamespace(groups=z["groups"]), pred.distribution)
 
 
+HARDWARE = "one NVIDIA H200 (device machine), Keras 3.15.1 on JAX 0.11.2"
+
+
 def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, Any], selection: dict[str, Any],
-               commit: str) -> Path:
+               commit: str, *, train_subset: str = "every train face", hardware: str = HARDWARE) -> Path:
     tflite = out.with_suffix(".tflite")
     args = run["args"]
     card = {
@@ -106,7 +134,9 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
                    "schedule": "one epoch of linear warm-up, then cosine decay to 0", "optimizer": "AdamW, "
                    "weight decay 5e-5, gradient norm clipped at 1", "loss": "training/train.py's: cross-entropy to "
                    "Gaussian label distributions (sigma 1 + 0.06 * age) + 0.05 * |expected age - age|, "
-                   "gender 0.1 * BCE", "seed": int(args["seed"]), "degraded_copies_per_face": int(args["variants"]),
+                   f"gender {float(args.get('gender_weight', 0.1)):g} * BCE", "seed": int(args["seed"]),
+                   "precision": "mixed bfloat16 (float32 weights)" if args.get("mixed_bf16") == "True" else "float32",
+                   "degraded_copies_per_face": int(args["variants"]),
                    "head": "Dense 256 (gelu), dropout 0.2, softmax over 101 ages and a sigmoid",
                    "selection": selection},
         "training": {
@@ -114,8 +144,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
             "split": "sha256(record key) % 100: 0-9 test, 10-19 val, 20-99 train",
             "faces": {"train": int(run["faces"]["main"]), "val": metrics["val"]["faces"],
                       "test": metrics["test"]["faces"]},
-            "train_subset": "the first 8000 train faces by sha256 of their key (what fits the GPU machine's "
-                            "64 MiB transfer as WebP chips, training/chips.py)",
+            "train_subset": train_subset,
             "augment": {"policy": "archive", "version": AUGMENT_VERSION, "operations": POLICIES["archive"],
                         "note": "each epoch shows every face once: half clean, half as one of its degraded "
                                 "copies (drawn on the chip), each mirrored at random"},
@@ -124,7 +153,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
             "seconds": run["timings"],
         },
         "metrics": metrics,
-        "hardware": {"training": "one NVIDIA H200 (device machine), Keras 3.15.1 on JAX 0.11.2, float32",
+        "hardware": {"training": hardware,
                      "evaluation": f"{platform.processor() or platform.machine()} CPU, LiteRT (this .tflite)",
                      "platform": platform.platform()},
         "git_commit": commit,
@@ -142,7 +171,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, required=True, help="what training/finetune.py wrote")
+    ap.add_argument("--run", type=Path, nargs="+", required=True, help="what training/finetune.py wrote (per call)")
     ap.add_argument("--epochs", type=int, nargs="+", required=True, help="checkpoints to choose from on val")
     ap.add_argument("--val", type=Path, required=True)
     ap.add_argument("--test", type=Path, required=True)
@@ -151,17 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit", required=True, help="the commit whose training/finetune.py ran")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--note", default="", help="what else was tried, for the card's selection record")
+    ap.add_argument("--train-subset", default="every train face", help="which UTKFace train faces the chips held")
+    ap.add_argument("--hardware", default=HARDWARE, help="where the network was trained")
     args = ap.parse_args(argv)
     from phototag.model import load_model
     from training.prepare import prepare
 
-    run = json.loads((args.run / "finetune.json").read_text())
+    run = merge_runs([json.loads((d / "finetune.json").read_text()) for d in args.run])
+    weights_dir = next(d for d in args.run if json.loads((d / "finetune.json").read_text()).get("files"))
+    card_args = {"train_subset": args.train_subset, "hardware": args.hardware}
     unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
     val = {}
     for e in args.epochs:  # choose the epoch count on validation, never on test
         candidate = args.out.with_name(f"{args.out.name}-e{e}")
-        export(sorted(args.run.glob(f"age-net-e{e}-*.npz")), candidate)
-        write_card(candidate, run, e, unmeasured, {}, args.commit)
+        export(sorted(weights_dir.glob(f"age-net-e{e}-*.npz")), candidate)
+        write_card(candidate, run, e, unmeasured, {}, args.commit, **card_args)
         val[e] = _measure(load_model(candidate), args.val)
         print(f"epochs {e}: val MAE {val[e]['mae']:.3f}", flush=True)
     best = min(val, key=lambda e: val[e]["mae"])
@@ -172,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             candidate.with_suffix(".tflite").replace(args.out.with_suffix(".tflite"))
         else:
             candidate.with_suffix(".tflite").unlink()
-    write_card(args.out, run, best, unmeasured, {}, args.commit)
+    write_card(args.out, run, best, unmeasured, {}, args.commit, **card_args)
     model = load_model(args.out)
     fg = prepare(args.fgnet, quiet=True)
     metrics = {"val": val[best], "test": _measure(model, args.test),
@@ -180,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                "crossval": {"fgnet": crossval_metrics(run, dict(zip(fg.keys, fg.thumbs)))}}
     selection = {"rule": "least UTKFace val MAE among the checkpoints", "val_mae": {str(e): val[e]["mae"] for e in val},
                  "note": args.note}
-    print(write_card(args.out, run, best, metrics, selection, args.commit))
+    print(write_card(args.out, run, best, metrics, selection, args.commit, **card_args))
     return 0
 
 
