@@ -6,7 +6,7 @@
 #
 #   training/stage_device.sh [DATASETS]        # default ../shared/datasets
 #
-# The code and these 53 MB fit the transfer only without the tracked .tflite files (46 MB), which the
+# The code and these 53 MB fit the transfer only without the tracked .tflite files (50 MB), which the
 # device does not need: `git rm --cached -q models/*.tflite; echo '/models/*.tflite' >> .git/info/exclude`
 # before, `git reset -q HEAD models/` and that line removed after.
 # Then, on the device (`run`, carry [".ft", ".whl"]), in two calls under its time limit:
