@@ -216,9 +216,12 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path, astronaut, reliability):
         save_jpeg(lib / f"{i:02d}.jpg", group_photo(astronaut, n=1, size=(700, 500)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         db = tmp_path / f"{sig.name}.db"
+        # As from a terminal: a shell's background job inherits SIGINT ignored (POSIX), and Python then
+        # keeps it ignored, as phototag should. So the child starts with SIGINT's default whatever ran pytest.
         proc = subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db),
                                  "--workers", "1", "--batch-size", "1"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until some photos are committed
             time.sleep(0.5)
