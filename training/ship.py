@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     run = merge_runs([json.loads((d / "finetune.json").read_text()) for d in args.run])
     weights_dir = next(d for d in args.run if json.loads((d / "finetune.json").read_text()).get("files"))
     card_args = {"train_subset": args.train_subset, "hardware": args.hardware}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
     val = {}
     for e in args.epochs:  # choose the epoch count on validation, never on test
