@@ -59,7 +59,8 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     first, out = tmp_path / "call1", tmp_path / "out"
     first.mkdir(), out.mkdir()
     common = dict(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz", extra=tmp_path / "fg.npz",
-                  epochs=2, batch=8, lr=1e-4, folds=3, variants=1, extra_weight=3.0, seed=1, limit=None, workers=1)
+                  epochs=2, batch=8, lr=1e-4, folds=3, variants=1, extra_weight=3.0, seed=1, limit=None, workers=1,
+                  gender_weight=0.1, mixed_bf16=False)
     run(Namespace(out=first, folds_run=ran_first, no_final=True, **common))
     report = run(Namespace(out=out, folds_run=ran_then, no_final=False, **common))
     parts = [json.loads((d / "finetune.json").read_text()) for d in (first, out)]

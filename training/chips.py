@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import io
 import multiprocessing as mp
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ __all__ = ["export_chips", "load_chips", "chips_for"]
 QUALITY = 90
 
 
-def _one(job: tuple[FaceRecord, int]) -> tuple[str, bytes, bool] | None:
+def _one(record: FaceRecord, quality: int = QUALITY) -> tuple[str, bytes, bool] | None:
     from PIL import Image
 
-    record, quality = job
     found = locate(record)
     if isinstance(found, str):
         return None
@@ -49,7 +49,7 @@ def export_chips(spec: str, out: Path, *, split: str | None = None, limit: int |
     if limit is not None and limit < len(records):
         records = sorted(records, key=lambda r: hashlib.sha256(r.key.encode()).hexdigest())[:limit]
     with mp.get_context("spawn").Pool(workers or mp.cpu_count()) as pool:
-        done = [d for d in pool.imap(_one, [(r, quality) for r in records], chunksize=32) if d is not None]
+        done = [d for d in pool.imap(partial(_one, quality=quality), records, chunksize=32) if d is not None]
     by_key = {r.key: r for r in records}
     data = b"".join(d[1] for d in done)
     offsets = np.cumsum([0] + [len(d[1]) for d in done]).astype(np.int64)

@@ -34,9 +34,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers"]
+__all__ = ["build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers", "score_crossval"]
 
-DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 FACE_WIDTH = 100  # about how wide the face is in a 150-px chip with dlib's padding of 0.25
 
 
@@ -103,9 +102,10 @@ def _tuples(value: Any) -> Any:
 def read_layers(path: Path) -> list:
     """The descriptor network's layers from a folder holding dlib's .dat, or from `pack_dat`'s .npz."""
     from phototag.dlib_dat import Layer, read_dat
+    from phototag.engine import source_files
 
     if path.is_dir():
-        return read_dat(path / DAT_NAME)
+        return read_dat(source_files(path)["descriptor"])
     z = np.load(path)
     layers = [Layer(h["kind"], h["version"], {k: _tuples(v) for k, v in h["params"].items()})
               for h in json.loads(str(z["layers"]))]
@@ -114,6 +114,15 @@ def read_layers(path: Path) -> list:
             i, name = key[1:].split("_", 1)
             layers[int(i)].weights[name] = z[key].astype(np.float32)
     return layers
+
+
+def score_crossval(cv: dict[str, Any]) -> int:
+    """Set the cross-validated report's MAE and bias over the faces predicted so far; how many."""
+    done = [(p, a) for p, a in zip(cv["predicted"], cv["ages"]) if p is not None]
+    if done:
+        err = np.array([p - a for p, a in done], float)
+        cv["mae"], cv["bias"] = float(np.abs(err).mean()), float(err.mean())
+    return len(done)
 
 
 def _degrade(args: tuple[np.ndarray, str, int]) -> np.ndarray:
@@ -153,7 +162,7 @@ def _targets(ages: np.ndarray, genders: np.ndarray) -> dict[str, np.ndarray]:
             "gender": genders.astype(np.float32)[:, None]}
 
 
-def _compile(model: Any, steps: int, lr: float, warmup: int, gender_weight: float = 0.1) -> None:
+def _compile(model: Any, steps: int, lr: float, warmup: int, gender_weight: float) -> None:
     from phototag.model import import_keras
     from training.train import TrainConfig, _losses
 
@@ -199,14 +208,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["timings"]["data"] = round(time.time() - t0, 1)
     report["faces"] = {"main": int((~is_extra).sum()), "extra": int(is_extra.sum())}
 
-    if getattr(args, "mixed_bf16", False):  # weights stay float32; the convolutions run in bfloat16
+    if args.mixed_bf16:  # weights stay float32; the convolutions run in bfloat16
         from phototag.model import import_keras
 
         import_keras().mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_age_net(read_layers(args.dat))
     start = model.get_weights()
     steps_per_epoch = -(-len(keys) // args.batch)
-    _compile(model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch, getattr(args, "gender_weight", 0.1))
+    _compile(model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch, args.gender_weight)
     y_all = _targets(ages, genders)
     rng = np.random.default_rng(args.seed)
 
@@ -243,12 +252,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"fold {f}: {len(held)} faces, MAE {np.abs(err).mean():.2f}, bias {err.mean():+.2f}", flush=True)
         report["timings"][f"fold{f}"] = round(time.time() - t, 1)
         _save(report, args.out)  # what is done so far survives a run cut short
-    done = np.array([v is not None for v in report["fgnet_crossval"]["predicted"]])
-    if done.any():
-        p = np.array([v for v in report["fgnet_crossval"]["predicted"] if v is not None]) - ages[is_extra][done]
-        report["fgnet_crossval"]["mae"], report["fgnet_crossval"]["bias"] = float(np.abs(p).mean()), float(p.mean())
-        print(f"fgnet cross-validated ({done.sum()} faces): MAE {np.abs(p).mean():.2f} bias {p.mean():+.2f}",
-              flush=True)
+    cv = report["fgnet_crossval"]
+    if done := score_crossval(cv):
+        print(f"fgnet cross-validated ({done} faces): MAE {cv['mae']:.2f} bias {cv['bias']:+.2f}", flush=True)
     report["files"] = {}
     if not args.no_final:
         t = time.time()
@@ -267,7 +273,7 @@ def _save(report: dict[str, Any], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pack-dat", type=Path, metavar="OUT", help="write dlib's weights (float16) to OUT and stop")
-    ap.add_argument("--dat", type=Path, help=f"folder holding {DAT_NAME}, or a --pack-dat file")
+    ap.add_argument("--dat", type=Path, help="folder holding dlib's descriptor .dat, or a --pack-dat file")
     ap.add_argument("--train", type=Path, help="chips of the main data (training/chips.py)")
     ap.add_argument("--extra", type=Path, help="chips of the extra data, cross-validated by person")
     ap.add_argument("--out", type=Path)

@@ -4,8 +4,8 @@
         --out models/age-dlib-resnet
 
 DIR is what a device run sent back (finetune.json and the weight files); a training split over
-several calls (`--folds-run`, `--no-final`) gives one DIR per call, and their reports are merged. The network is rebuilt
-from dlib's .dat and the weights, exported with a uint8 chip input (the (pixel - mean) / 256 of
+several calls (`--folds-run`, `--no-final`) gives one DIR per call, and their reports are merged.
+The network is rebuilt from dlib's .dat and the weights, exported with a uint8 chip input (the (pixel - mean) / 256 of
 dlib's input layer is inside it), and then measured as shipped: the card's figures come from the
 .tflite under LiteRT, on chips cut here by training/chips.py. FG-NET's figure is the device run's
 cross-validation by person. Model selection (the epoch count) is on validation data only.
@@ -25,6 +25,7 @@ import numpy as np
 from phototag.model import AGE_BINS, CARD_FORMAT, _sha256
 from training.augment import AUGMENT_VERSION, POLICIES
 from training.evaluate import BANDS, black_and_white, group_metrics, metrics_for
+from training.finetune import build_age_net, load_weight_files, score_crossval
 
 __all__ = ["export", "merge_runs", "crossval_metrics", "write_card"]
 
@@ -36,7 +37,6 @@ def export(weights: list[Path], out: Path) -> Path:
 
     from phototag.dlib_dat import read_dat
     from phototag.engine import source_files
-    from training.finetune import build_age_net, load_weight_files
 
     model = build_age_net(read_dat(source_files()["descriptor"]))
     model.set_weights(load_weight_files(weights))
@@ -65,8 +65,7 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
                              if r["fgnet_crossval"]["predicted"][i] is not None), None) for i in range(len(cv["keys"]))]
     if None in cv["predicted"]:
         raise ValueError(f"{cv['predicted'].count(None)} FG-NET faces were in no run's held-out fold")
-    err = np.array(cv["predicted"]) - np.array(cv["ages"])
-    cv["mae"], cv["bias"] = float(np.abs(err).mean()), float(err.mean())
+    score_crossval(cv)
     timings: dict[str, float] = {}
     for r in runs:
         for k, v in r["timings"].items():
@@ -108,10 +107,11 @@ def _measure(model: Any, chips_file: Path) -> dict[str, Any]:
 
 
 HARDWARE = "one NVIDIA H200 (device machine), Keras 3.15.1 on JAX 0.11.2"
+TRAIN_SUBSET = "every train face"
 
 
 def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, Any], selection: dict[str, Any],
-               commit: str, *, train_subset: str = "every train face", hardware: str = HARDWARE) -> Path:
+               commit: str, *, train_subset: str = TRAIN_SUBSET, hardware: str = HARDWARE) -> Path:
     tflite = out.with_suffix(".tflite")
     args = run["args"]
     card = {
@@ -180,14 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit", required=True, help="the commit whose training/finetune.py ran")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--note", default="", help="what else was tried, for the card's selection record")
-    ap.add_argument("--train-subset", default="every train face", help="which UTKFace train faces the chips held")
+    ap.add_argument("--train-subset", default=TRAIN_SUBSET, help="which UTKFace train faces the chips held")
     ap.add_argument("--hardware", default=HARDWARE, help="where the network was trained")
     args = ap.parse_args(argv)
     from phototag.model import load_model
     from training.prepare import prepare
 
-    run = merge_runs([json.loads((d / "finetune.json").read_text()) for d in args.run])
-    weights_dir = next(d for d in args.run if json.loads((d / "finetune.json").read_text()).get("files"))
+    reports = {d: json.loads((d / "finetune.json").read_text()) for d in args.run}
+    run = merge_runs(list(reports.values()))
+    weights_dir = next(d for d, r in reports.items() if r.get("files"))
     card_args = {"train_subset": args.train_subset, "hardware": args.hardware}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
