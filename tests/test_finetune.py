@@ -60,13 +60,16 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     first.mkdir(), out.mkdir()
     common = dict(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz", extra=tmp_path / "fg.npz",
                   epochs=2, batch=8, lr=1e-4, folds=3, variants=1, extra_weight=3.0, seed=1, limit=None, workers=1,
-                  gender_weight=0.1, mixed_bf16=False)
+                  gender_weight=0.1, mixed_bf16=False, train_from=None)
     run(Namespace(out=first, folds_run=ran_first, no_final=True, **common))
     report = run(Namespace(out=out, folds_run=ran_then, no_final=False, **common))
     parts = [json.loads((d / "finetune.json").read_text()) for d in (first, out)]
-    assert not parts[0]["files"] and not list(first.glob("*.npz"))
+    assert not parts[0]["files"] and not list(first.glob("age-net-*.npz"))
     held = [[p is not None for p in part["fgnet_crossval"]["predicted"]] for part in parts]
     assert all(a != b for a, b in zip(*held)) and all(any(h) for h in held)  # each face held out in one call
+    for d, h in zip((first, out), held):  # each call keeps the distributions of the faces it held out
+        dist = np.load(d / "fgnet-crossval.npz")["distributions"]
+        assert (~np.isnan(dist).any(axis=1)).tolist() == h
     saved = merge_runs(parts)
     cv = saved["fgnet_crossval"]
     assert saved["faces"] == {"main": 16, "extra": 12}
@@ -113,3 +116,50 @@ def test_packed_dlib_weights_build_the_same_network(tmp_path):
             assert b.weights[k].dtype == np.float32
             np.testing.assert_allclose(b.weights[k], a.weights[k], rtol=1e-3, atol=1e-4)
     assert len(read_layers(dat.parent)) == len(want)  # a folder holding the .dat reads it as it is
+
+
+def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astronaut):
+    """The CPU's fine-tune: dlib's weights below the cut come out as they went in, the layers above
+    are trained, and the whole network computes what the two halves compute."""
+    from phototag.dlib_dat import read_dat
+    from phototag.engine import source_files
+    from training.chips import export_chips, load_chips
+    from training.finetune import build_age_net, load_weight_files, run
+    from training.frozen import features, split_at
+
+    utk = utkface_like(tmp_path / "utk", astronaut, n=12)
+    fg = fgnet_like(tmp_path / "fg", astronaut)
+    export_chips(f"utkface:{utk}", tmp_path / "utk.npz", workers=1)
+    export_chips(f"fgnet:{fg}", tmp_path / "fg.npz", workers=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    report = run(Namespace(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz",
+                           extra=tmp_path / "fg.npz", out=out, epochs=2, batch=8, lr=1e-3, folds=3, variants=1,
+                           extra_weight=3.0, seed=1, limit=None, workers=1, gender_weight=0.1, mixed_bf16=False,
+                           folds_run=None, no_final=False, train_from="relu70"))
+    assert report["timings"]["features"] > 0
+    predicted = report["fgnet_crossval"]["predicted"]
+    assert all(isinstance(p, float) for p in predicted)  # each face held out once
+    held = np.load(out / "fgnet-crossval.npz")  # the held-out distributions, for any point estimate
+    assert list(held["keys"]) == report["fgnet_crossval"]["keys"]
+    np.testing.assert_allclose(held["distributions"].sum(axis=1), 1, atol=1e-4)
+    np.testing.assert_allclose(held["distributions"] @ np.arange(101), predicted, atol=2e-3)
+    dlib = build_age_net(read_dat(source_files()["descriptor"]))
+    trained = build_age_net(read_dat(source_files()["descriptor"]))
+    trained.set_weights(load_weight_files(sorted(out.glob("age-net-e2-*.npz"))))
+    below, above = [], []
+    cut = [layer.name for layer in trained.get_layer("dlib_face_descriptor").layers].index("relu70")
+    for i, (a, b) in enumerate(zip(dlib.get_layer("dlib_face_descriptor").layers,
+                                   trained.get_layer("dlib_face_descriptor").layers)):
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            (below if i <= cut else above).append(np.array_equal(wa, wb))
+    assert below and all(below), "a frozen layer changed"
+    assert above and not any(above), "a layer above the cut did not train"
+    chips = load_chips(tmp_path / "fg.npz")["chips"][:4]
+    lower, upper = split_at(trained, "relu70")
+    whole = np.asarray(trained.predict(chips, verbose=0)["age"])
+    halves = np.asarray(upper.predict(features(lower, chips).astype(np.float32), verbose=0)["age"])
+    ages = np.arange(101)
+    assert np.abs(whole @ ages - halves @ ages).max() < 0.05  # float16 features: the same ages
+    with pytest.raises(ValueError, match="no layer 'relu71'"):
+        split_at(trained, "relu71")

@@ -1,7 +1,7 @@
 """Fine-tune a copy of dlib's face descriptor network end to end for age, with the old-print augmentations.
 
     KERAS_BACKEND=jax python -m training.finetune --dat DIR --train utk.npz --extra fgnet.npz --out OUT \
-        [--folds-run 0,1,2] [--no-final] [--mixed-bf16]
+        [--folds-run 0,1,2] [--no-final] [--mixed-bf16] [--train-from relu70]
     python -m training.finetune --pack-dat dlib-resnet.npz      # here: dlib's weights in half the bytes
 
 Meant for a GPU machine that has neither dlib nor the data sets: the chips come from
@@ -20,6 +20,9 @@ dlib's identity descriptor is not touched: the people feature keeps grouping by 
 A device call has a time limit and a 64 MiB transfer: `--folds-run` and `--no-final` split one
 training over several calls (training/ship.py merges their reports), and `--pack-dat` writes
 dlib's starting weights as float16 (11 MB instead of the .dat's 22 MB) for `--dat`.
+
+`--train-from LAYER` keeps dlib's weights up to LAYER and trains only what is above it, on the
+frozen layers' features computed once (training/frozen.py): the CPU's way, where no GPU is lent.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 __all__ = ["build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers", "score_crossval"]
 
+CROSSVAL_FILE = "fgnet-crossval.npz"  # the held-out age distributions (NaN where a call ran no fold)
 FACE_WIDTH = 100  # about how wide the face is in a 150-px chip with dlib's padding of 0.25
 
 
@@ -182,9 +186,8 @@ def _reset(model: Any, start: list[np.ndarray]) -> None:
         v.assign(np.zeros(v.shape, v.dtype))
 
 
-def _expected_age(model: Any, chips: np.ndarray) -> np.ndarray:
-    p = model.predict(chips, batch_size=256, verbose=0)["age"]
-    return (np.asarray(p) * np.arange(p.shape[1])).sum(axis=1)
+def _age_distributions(model: Any, inputs: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(inputs, batch_size=256, verbose=0)["age"], np.float32)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,19 +216,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         import_keras().mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_age_net(read_layers(args.dat))
-    start = model.get_weights()
+    fit_model, table = model, None  # what trains, and (--train-from) the frozen layers' features
+    if args.train_from:
+        from training.frozen import epoch_features, feature_variants, split_at
+
+        t = time.time()
+        lower, fit_model = split_at(model, args.train_from)
+        table = feature_variants(lower, chips, variants)
+        del variants
+        report["timings"]["features"] = round(time.time() - t, 1)
+    start = fit_model.get_weights()
     steps_per_epoch = -(-len(keys) // args.batch)
-    _compile(model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch, args.gender_weight)
+    _compile(fit_model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch, args.gender_weight)
     y_all = _targets(ages, genders)
     rng = np.random.default_rng(args.seed)
 
     def train(keep: np.ndarray, checkpoints: tuple[int, ...] = ()) -> None:
-        _reset(model, start)
+        _reset(fit_model, start)
         y = {k: v[keep] for k, v in y_all.items()}
         w = {"age": weights[keep], "gender": weights[keep]}
         for e in range(args.epochs):
-            x = _epoch_inputs(chips[keep], variants[:, keep], rng)
-            h = model.fit(x, y, sample_weight=w, batch_size=args.batch, epochs=e + 1, initial_epoch=e,
+            if table is None:
+                x = _epoch_inputs(chips[keep], variants[:, keep], rng)
+            else:
+                x = epoch_features(table, np.flatnonzero(keep), rng)
+            h = fit_model.fit(x, y, sample_weight=w, batch_size=args.batch, epochs=e + 1, initial_epoch=e,
                           shuffle=True, verbose=0)
             mae = next((v[-1] for k, v in h.history.items() if k.endswith("mae")), float("nan"))
             print(f"  epoch {e + 1}: loss {h.history['loss'][-1]:.4f} mae {mae:.2f} ({time.time() - t0:.0f} s)",
@@ -238,6 +253,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["fgnet_crossval"] = {"keys": [str(k) for k in keys[is_extra]], "ages": ages[is_extra].tolist(),
                                 "predicted": [None] * int(is_extra.sum())}
     extra_idx = np.flatnonzero(is_extra)
+    # the held-out distributions themselves, so that any point estimate (the mean, the median) can
+    # be measured later without the fold networks
+    cv_dist = np.full((len(extra_idx), y_all["age"].shape[1] - 1), np.nan, np.float32)
     for f in args.folds_run if args.folds_run is not None else range(args.folds):
         t = time.time()
         held = extra_idx[folds[extra_idx] == f]
@@ -245,9 +263,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         print(f"fold {f}", flush=True)
         train(folds != f)
-        pred = _expected_age(model, chips[held])
-        for i, p in zip(held, pred):
-            report["fgnet_crossval"]["predicted"][int(np.flatnonzero(extra_idx == i)[0])] = round(float(p), 3)
+        dist = (_age_distributions(model, chips[held]) if table is None
+                else _age_distributions(fit_model, table[0, 0, held].astype(np.float32)))
+        pred = dist @ np.arange(dist.shape[1])
+        for i, p, d in zip(held, pred, dist):
+            j = int(np.flatnonzero(extra_idx == i)[0])
+            report["fgnet_crossval"]["predicted"][j] = round(float(p), 3)
+            cv_dist[j] = d
+        np.savez(args.out / CROSSVAL_FILE, keys=keys[is_extra].astype(str), distributions=cv_dist)
         err = pred - ages[held]
         print(f"fold {f}: {len(held)} faces, MAE {np.abs(err).mean():.2f}, bias {err.mean():+.2f}", flush=True)
         report["timings"][f"fold{f}"] = round(time.time() - t, 1)
@@ -291,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-final", action="store_true", help="cross-validate only; no final network")
     ap.add_argument("--gender-weight", type=float, default=0.1, help="the gender loss's weight (age's is 1)")
     ap.add_argument("--mixed-bf16", action="store_true", help="compute in bfloat16, keep weights in float32")
+    ap.add_argument("--train-from", metavar="LAYER",
+                    help="train only the layers after this one of dlib's (e.g. relu70), on features computed "
+                         "once: a CPU's job (training/frozen.py)")
     args = ap.parse_args(argv)
     if args.pack_dat:
         from phototag.engine import source_files
