@@ -147,13 +147,19 @@ def _variants(chips: np.ndarray, keys: np.ndarray, k: int, workers: int) -> np.n
     return np.stack(out).reshape((k,) + chips.shape)
 
 
-def _epoch_inputs(chips: np.ndarray, variants: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    n = len(chips)
+def _draw_epoch(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """What each face shows this epoch: (source, mirrored), source 0 the clean chip and 1 + j its
+    degraded copy j; half of them degraded, each mirrored at random."""
     degraded = rng.random(n) < 0.5
-    pick = rng.integers(0, len(variants), n)
-    x = chips.copy()
-    x[degraded] = variants[pick[degraded], np.flatnonzero(degraded)]
+    pick = rng.integers(0, copies, n) if copies else np.zeros(n, int)
     flip = rng.random(n) < 0.5
+    return np.where(degraded & (copies > 0), 1 + pick, 0), flip
+
+
+def _epoch_inputs(chips: np.ndarray, variants: np.ndarray, source: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    x = chips.copy()
+    degraded = np.flatnonzero(source)
+    x[degraded] = variants[source[degraded] - 1, degraded]
     x[flip] = x[flip, :, ::-1]
     return x
 
@@ -236,10 +242,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         y = {k: v[keep] for k, v in y_all.items()}
         w = {"age": weights[keep], "gender": weights[keep]}
         for e in range(args.epochs):
+            source, flip = _draw_epoch(int(keep.sum()), args.variants, rng)
             if table is None:
-                x = _epoch_inputs(chips[keep], variants[:, keep], rng)
+                x = _epoch_inputs(chips[keep], variants[:, keep], source, flip)
             else:
-                x = epoch_features(table, np.flatnonzero(keep), rng)
+                x = epoch_features(table, np.flatnonzero(keep), source, flip)
             h = fit_model.fit(x, y, sample_weight=w, batch_size=args.batch, epochs=e + 1, initial_epoch=e,
                           shuffle=True, verbose=0)
             mae = next((v[-1] for k, v in h.history.items() if k.endswith("mae")), float("nan"))
@@ -255,10 +262,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra_idx = np.flatnonzero(is_extra)
     # the held-out distributions themselves, so that any point estimate (the mean, the median) can
     # be measured later without the fold networks
-    cv_dist = np.full((len(extra_idx), y_all["age"].shape[1] - 1), np.nan, np.float32)
+    cv_dist = np.full((len(extra_idx), model.get_layer("age").units), np.nan, np.float32)
     for f in args.folds_run if args.folds_run is not None else range(args.folds):
         t = time.time()
-        held = extra_idx[folds[extra_idx] == f]
+        pos = np.flatnonzero(folds[extra_idx] == f)  # the held-out faces' places among the extra faces
+        held = extra_idx[pos]
         if len(held) == 0:  # few people: a fold may hold none, and has nothing to measure
             continue
         print(f"fold {f}", flush=True)
@@ -266,10 +274,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dist = (_age_distributions(model, chips[held]) if table is None
                 else _age_distributions(fit_model, table[0, 0, held].astype(np.float32)))
         pred = dist @ np.arange(dist.shape[1])
-        for i, p, d in zip(held, pred, dist):
-            j = int(np.flatnonzero(extra_idx == i)[0])
+        cv_dist[pos] = dist
+        for j, p in zip(pos, pred):
             report["fgnet_crossval"]["predicted"][j] = round(float(p), 3)
-            cv_dist[j] = d
         np.savez(args.out / CROSSVAL_FILE, keys=keys[is_extra].astype(str), distributions=cv_dist)
         err = pred - ages[held]
         print(f"fold {f}: {len(held)} faces, MAE {np.abs(err).mean():.2f}, bias {err.mean():+.2f}", flush=True)

@@ -41,10 +41,12 @@ def split_at(model: Any, cut: str) -> tuple[Any, Any]:
     return lower, upper
 
 
-def features(lower: Any, chips: np.ndarray, batch: int = 128) -> np.ndarray:
+def features(lower: Any, chips: np.ndarray, batch: int = 128, chunk: int = 4096) -> np.ndarray:
     """The frozen layers' output for uint8 chips, as float16 (half the memory; dlib's own precision
-    is float32, and the difference is far below what training notices)."""
-    out = [np.asarray(lower.predict(chips[i:i + batch], verbose=0), np.float16) for i in range(0, len(chips), batch)]
+    is float32, and the difference is far below what training notices). `chunk` faces at a time
+    bound the float32 copy that predict returns."""
+    out = [np.asarray(lower.predict(chips[i:i + chunk], batch_size=batch, verbose=0), np.float16)
+           for i in range(0, len(chips), chunk)]
     return np.concatenate(out) if out else np.zeros((0,) + tuple(lower.output.shape[1:]), np.float16)
 
 
@@ -55,11 +57,7 @@ def feature_variants(lower: Any, chips: np.ndarray, variants: np.ndarray) -> np.
                      for flip in (False, True)])
 
 
-def epoch_features(table: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's inputs for the faces `rows`, drawn as finetune draws chips: half clean, half one
-    of the degraded copies, each mirrored at random."""
-    n = len(rows)
-    degraded = rng.random(n) < 0.5
-    pick = np.where(degraded, 1 + rng.integers(0, table.shape[1] - 1, n), 0) if table.shape[1] > 1 else np.zeros(n, int)
-    flip = (rng.random(n) < 0.5).astype(int)
-    return table[flip, pick, rows].astype(np.float32)
+def epoch_features(table: np.ndarray, rows: np.ndarray, source: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """One epoch's inputs for the faces `rows`: each face's `source` (0 clean, 1 + j its degraded
+    copy j), mirrored where `flip`, as finetune draws them for chips."""
+    return table[flip.astype(int), source, rows].astype(np.float32)
