@@ -199,6 +199,7 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
     import face_recognition
     from PIL import Image, ImageOps
 
+    from phototag.groups import point_ages
     from phototag.model import load_model
 
     model = load_model(None)
@@ -220,7 +221,7 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
                 else:
                     desc = face_recognition.face_encodings(img, [box])[0]
                     pred = model.predict_descriptors(desc[None, :])
-                found.append((list(box), float(pred.distribution[0] @ np.arange(101))))
+                found.append((list(box), float(point_ages(pred.distribution[0], model.point))))
             faces += len(found)
             acc.add(truth["photos"][rel]["faces"], found)
     n = len(names)

@@ -25,10 +25,15 @@ import numpy as np
 from .errors import SchemeError
 
 __all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "estimate_many",
-           "MAX_AGE"]
+           "point_ages", "POINTS", "MAX_AGE"]
 
 MAX_AGE = 100  # the distribution's last bin holds 100 and older
 INTERVAL = 0.80
+# How a model's distribution becomes the one age phototag shows; the model's card names it
+# (phototag.model). "mean": the expected age. "mode": the most probable whole year, which the
+# fine-tuned network's children need: their distributions are sharp at the true age with a long tail
+# towards older ages, which drags the mean up (README, Model: UTKFace validation, ages 0-12).
+POINTS = ("mean", "mode")
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,20 @@ def _quantile(cdf: np.ndarray, q: float) -> int:
     return int(np.searchsorted(cdf, q, side="left"))
 
 
-def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVAL) -> Estimate:
-    """Expected age, the central `interval` range, the group that holds the expected age, its probability.
+def point_ages(distributions: np.ndarray, point: str = "mean") -> np.ndarray:
+    """The age shown for each row of `distributions` (n x bins, normalised or not) under rule `point`."""
+    p = np.clip(np.asarray(distributions, dtype=np.float64), 0, None)
+    if point == "mode":
+        return p.argmax(axis=-1).astype(np.float64)
+    if point != "mean":
+        raise ValueError(f"unknown point estimate {point!r}: use one of {', '.join(POINTS)}")
+    return (p @ np.arange(p.shape[-1])) / p.sum(axis=-1)
+
+
+def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVAL, *, point: str = "mean",
+             age: float | None = None) -> Estimate:
+    """The age shown (by rule `point`, or `age` where it was chosen before, as the index stores it), the
+    central `interval` range, the group that holds the age shown, and that group's probability.
 
     The group is the one containing the age we show, not the group with the largest probability mass:
     on UTKFace's validation split that gives 94.2% one-off accuracy (57.2% exact) for the ten groups,
@@ -172,14 +189,13 @@ def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVA
     if total <= 0 or not np.isfinite(total):
         raise ValueError("distribution has no mass")
     p = p / total
-    ages = np.arange(len(p))
     cdf = np.cumsum(p)
     tail = (1.0 - interval) / 2
     gp = p @ scheme.matrix()[: len(p)]
-    age = float(p @ ages)
-    j = scheme.names.index(scheme.group_of(age))
+    shown = float(point_ages(p, point)) if age is None else float(age)
+    j = scheme.names.index(scheme.group_of(shown))
     return Estimate(
-        age=age,
+        age=shown,
         low=_quantile(cdf, tail),
         high=min(_quantile(cdf, 1 - tail), len(p) - 1),
         group=scheme.groups[j].name,
@@ -188,10 +204,11 @@ def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVA
     )
 
 
-def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = INTERVAL
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = INTERVAL, *, point: str = "mean",
+                  ages: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`estimate` for many distributions at once: (ages, lows, highs, group indices, group probabilities),
-    the same values `estimate` gives one by one (tests/test_groups.py checks it)."""
+    the same values `estimate` gives one by one (tests/test_groups.py checks it). `ages`, where given,
+    are the ages already chosen (NaN: choose by `point`)."""
     p = np.clip(np.asarray(distributions, dtype=np.float64), 0, None)
     p = p / p.sum(axis=1, keepdims=True)
     cdf = np.cumsum(p, axis=1)
@@ -199,11 +216,14 @@ def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = I
     last = p.shape[1] - 1
     lows = (cdf < tail).sum(axis=1)
     highs = np.minimum((cdf < 1 - tail).sum(axis=1), last)
-    ages = p @ np.arange(p.shape[1])
+    shown = point_ages(p, point)
+    if ages is not None:
+        given = np.asarray(ages, dtype=np.float64)
+        shown = np.where(np.isnan(given), shown, given)
     of_age, matrix = _tables(scheme)
-    idx = of_age[np.clip(np.round(ages), 0, MAX_AGE).astype(int)]
+    idx = of_age[np.clip(np.round(shown), 0, MAX_AGE).astype(int)]
     probs = (p @ matrix[: p.shape[1]])[np.arange(len(p)), idx]
-    return ages, lows, highs, idx, probs
+    return shown, lows, highs, idx, probs
 
 
 @functools.lru_cache(maxsize=16)

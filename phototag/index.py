@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS faces (
     photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,               -- 0.. in the photo, largest face first
     top INTEGER, right INTEGER, bottom INTEGER, left INTEGER,  -- full-resolution pixels, as shown
-    age REAL,                           -- expected age in years
+    age REAL,                           -- the age shown, in years: the model's point estimate (its card's outputs.age.point)
     age_low INTEGER, age_high INTEGER,  -- central 80% interval
     age_group TEXT,
     group_prob REAL,

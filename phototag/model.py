@@ -24,6 +24,7 @@ import numpy as np
 
 from . import faces
 from .errors import DependencyError, ModelError
+from .groups import POINTS
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
@@ -114,6 +115,12 @@ class AgeModel:
     @property
     def has_gender(self) -> bool:
         return "gender" in self.card.get("outputs", {})
+
+    @property
+    def point(self) -> str:
+        """How this model's age distribution becomes the age shown (phototag.groups.POINTS): its card's
+        `outputs.age.point`, the mean where a card does not say (cards written before it could)."""
+        return _point(self.card)
 
     def _head(self) -> Any:
         if self._keras_model is None:
@@ -250,6 +257,10 @@ def _input_kind(card: dict[str, Any]) -> str:
     return "chip" if isinstance(card, dict) and card.get("input", {}).get("name") == "chip" else "descriptor"
 
 
+def _point(card: dict[str, Any]) -> str:
+    return str(card.get("outputs", {}).get("age", {}).get("point", "mean"))
+
+
 def _check_card(card: dict[str, Any], where: Path) -> None:
     """Refuse what we cannot honour, naming the field, rather than predict nonsense."""
     if card.get("format") != CARD_FORMAT:
@@ -267,6 +278,9 @@ def _check_card(card: dict[str, Any], where: Path) -> None:
     age = card.get("outputs", {}).get("age", {})
     if age.get("type") != "distribution" or age.get("bins") != AGE_BINS:
         raise ModelError(f"{where}: the age output must be a distribution over {AGE_BINS} bins (ages 0..100)")
+    if _point(card) not in POINTS:
+        raise ModelError(f"{where}: the age output's point {_point(card)!r} is not supported "
+                         f"(phototag shows one of {', '.join(POINTS)})")
 
 
 def load_model(path: str | Path | None = None) -> AgeModel:

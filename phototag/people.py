@@ -162,7 +162,8 @@ def _face_ages(scheme: Any, dist: np.ndarray, days: np.ndarray, own_ages: list[f
     An undated face always keeps its own."""
     if len(dist) == 0:
         return []
-    ages, lows, highs, groups, probs = estimate_many(dist, scheme)
+    given = np.array([np.nan if a is None else a for a in own_ages], np.float64)
+    ages, lows, highs, groups, probs = estimate_many(dist, scheme, ages=given)
     rows: list[tuple[Any, ...]] = [
         (own if own is not None else round(float(a), 2), int(lo), int(hi), scheme.names[g], round(float(p), 4),
          "photo", None) for own, a, lo, hi, g, p in zip(own_ages, ages, lows, highs, groups, probs)]
@@ -178,7 +179,7 @@ def _face_ages(scheme: Any, dist: np.ndarray, days: np.ndarray, own_ages: list[f
         source = "person"
     else:
         return rows
-    _, _, _, pgroups, pprobs = estimate_many(pdist, scheme)
+    _, _, _, pgroups, pprobs = estimate_many(pdist, scheme, ages=page)
     for k, i in enumerate(dated):
         if source == "person" and phigh[k] - plow[k] >= highs[i] - lows[i] + 1:
             continue  # the face alone is as sharp: it keeps its own estimate

@@ -399,7 +399,7 @@ class _Scan:
         }
         face_rows = []
         for i, (b, p) in enumerate(zip(a.boxes, dist)):
-            e = estimate(p, self.scheme)
+            e = estimate(p, self.scheme, point=self.model.point)
             desc = a.descriptors[i] if a.descriptors is not None and i < len(a.descriptors) else None
             face_rows.append({
                 "idx": i, "top": b.top, "right": b.right, "bottom": b.bottom, "left": b.left,

@@ -27,11 +27,12 @@ UNTAGGED = "removed by untag"  # the `tags` of a photo the user untagged: left s
 
 def used_estimate(face: sqlite3.Row, scheme: Scheme) -> Estimate:
     """The estimate phototag uses for a face under `scheme`: its person's when the index says so
-    (age and interval as stored, group from the person's distribution), else its own."""
+    (age and interval as stored, group from the person's distribution), else its own. The age is the
+    stored one either way: the model's point estimate chose it at scan time, and a scheme only regroups."""
     if face["person_distribution"] is not None and face["age_source"] in ("person", "birth"):
-        e = estimate(unpack_distribution(face["person_distribution"]), scheme)
-        return replace(e, age=float(face["age"]), low=face["age_low"], high=face["age_high"])
-    return estimate(unpack_distribution(face["distribution"]), scheme)
+        e = estimate(unpack_distribution(face["person_distribution"]), scheme, age=float(face["age"]))
+        return replace(e, low=face["age_low"], high=face["age_high"])
+    return estimate(unpack_distribution(face["distribution"]), scheme, age=face["age"])
 
 
 def photo_record(model_id: str, scheme: Scheme, faces: list[sqlite3.Row], size: tuple[int, int] | None

@@ -87,10 +87,43 @@ def test_estimate_many_gives_what_estimate_gives_one_by_one():
 
     rng = np.random.default_rng(0)
     dists = rng.dirichlet(np.full(101, 0.05), 300)
-    for name in ("ten", "three", "adience"):
+    for name, point in (("ten", "mean"), ("three", "mean"), ("adience", "mean"), ("ten", "mode"), ("adience", "mode")):
         scheme = get_scheme(name)
-        ages, lows, highs, idx, probs = estimate_many(dists, scheme)
+        ages, lows, highs, idx, probs = estimate_many(dists, scheme, point=point)
         for k, d in enumerate(dists):
-            e = estimate(d, scheme)
+            e = estimate(d, scheme, point=point)
             assert (e.low, e.high, e.group) == (lows[k], highs[k], scheme.names[idx[k]])
             assert abs(e.age - ages[k]) < 1e-9 and abs(e.group_prob - probs[k]) < 1e-9
+
+
+def test_the_mode_shows_the_most_probable_year_and_groups_by_it():
+    """A child's distribution, sharp at 2 with a long tail towards adults: the mean reads a Child of
+    about 7, the mode the Toddler of 2 that is most probable."""
+    from phototag.groups import point_ages
+
+    p = np.zeros(101)
+    p[2], p[1], p[3] = 0.5, 0.1, 0.1
+    p[8:30] = 0.3 / 22
+    mean = estimate(p, get_scheme("ten"))
+    mode = estimate(p, get_scheme("ten"), point="mode")
+    assert round(mean.age) == 7 and mean.group == "Child"
+    assert mode.age == 2.0 and mode.group == "Toddler" and mode.group_prob == pytest.approx(0.6)
+    assert (mode.low, mode.high) == (mean.low, mean.high)  # the interval does not depend on the rule
+    assert point_ages(np.stack([p, one_hot(60)]), "mode").tolist() == [2.0, 60.0]
+    with pytest.raises(ValueError, match="unknown point estimate 'median': use one of mean, mode"):
+        point_ages(p, "median")
+
+
+def test_an_age_chosen_before_is_kept_and_grouped():
+    """The index stores the age a scan showed; regrouping under another scheme keeps it."""
+    from phototag.groups import estimate_many
+
+    p = np.zeros(101)
+    p[6], p[40] = 0.45, 0.55
+    e = estimate(p, get_scheme("ten"), age=6.0)
+    assert e.age == 6.0 and e.group == "Child" and e.group_prob == pytest.approx(0.45)
+    ages, _, _, idx, probs = estimate_many(np.stack([p, p]), get_scheme("ten"), ages=np.array([6.0, np.nan]),
+                                           point="mode")
+    assert ages.tolist() == [6.0, 40.0]
+    assert [get_scheme("ten").names[i] for i in idx] == ["Child", "Mature Adult"]
+    assert probs == pytest.approx([0.45, 0.55])

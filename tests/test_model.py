@@ -101,6 +101,8 @@ def copy_model(tmp_path, **changes):
     ({"preprocessing.chip_size": 112}, "preprocessing chip_size=112 is not supported (phototag does 150)"),
     ({"preprocessing.backbone": "arcface"}, "preprocessing backbone='arcface' is not supported"),
     ({"outputs.age.bins": 8}, "the age output must be a distribution over 101 bins"),
+    ({"outputs.age.point": "median"}, "the age output's point 'median' is not supported (phototag shows one of "
+                                      "mean, mode)"),
 ])
 def test_a_card_we_cannot_honour_is_refused(tmp_path, change, message):
     with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -158,3 +160,9 @@ def test_a_tflite_the_card_does_not_vouch_for_is_not_used(tmp_path):
     m = load_model(tmp_path / "m")
     m.predict_descriptors(np.zeros((2, 128), np.float32))
     assert card["tflite_sha256"] and m.runtime == "tf.function"
+
+
+def test_a_card_names_how_its_distribution_becomes_an_age(tmp_path):
+    """Cards written before the point estimate existed show the mean, as they were measured."""
+    assert load_model(copy_model(tmp_path)).point == "mean"
+    assert load_model(copy_model(tmp_path, **{"outputs.age.point": "mode"})).point == "mode"

@@ -8,7 +8,9 @@ import sqlite3
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.model import DEFAULT_MODEL, MODELS_DIR
+from phototag.groups import point_ages
+from phototag.index import unpack_distribution
+from phototag.model import DEFAULT_MODEL, MODELS_DIR, load_model
 from phototag.tags import read_tags
 
 from .conftest import exiftool
@@ -36,6 +38,14 @@ def test_a_new_scheme_retags_from_the_index_without_the_model(library, tmp_path)
     photo = library / "2019" / "wedding" / "astronaut.jpg"
     age = sqlite3.connect(db).execute("SELECT age FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.path = ?",
                                       (str(photo),)).fetchone()[0]
+    before = sqlite3.connect(db).execute("SELECT id, age, distribution FROM faces ORDER BY id").fetchall()
+    point = load_model().point
+    for _, shown, blob in before:  # the age shown is the model's rule applied to its distribution
+        dist = unpack_distribution(blob)
+        if point == "mode":  # the most probable year (float16 storage may blur a near tie)
+            assert shown == int(shown) and dist[int(shown)] >= dist.max() - 2e-3
+        else:
+            assert abs(shown - float(point_ages(dist, point))) < 0.02
     r = run("scan", library / "2019", "--db", db, "--workers", "1", "--scheme", "three",
             "--model", broken_model_copy(tmp_path))
     assert r.exit_code == 0, r.output
@@ -44,6 +54,8 @@ def test_a_new_scheme_retags_from_the_index_without_the_model(library, tmp_path)
     assert read_tags(photo)[0] == ["Holiday", "Grandma", f"Age group: {expected}"]
     rows = sqlite3.connect(db).execute("SELECT DISTINCT scheme, age_group FROM faces").fetchall()
     assert {s for s, _ in rows} == {"three"} and {g for _, g in rows} <= {"Young", "Middle", "Old"}
+    # regrouping keeps the ages the scan showed: a scheme only regroups them
+    assert sqlite3.connect(db).execute("SELECT id, age, distribution FROM faces ORDER BY id").fetchall() == before
     assert json.loads(exiftool("-s3", "-UserComment", str(photo)))["scheme"] == "three"
     # a photo without faces regroups too (nothing to write)
     run("scan", library / "2020", "--db", db, "--workers", "1")
