@@ -43,7 +43,7 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     from phototag.model import load_model
     from training.chips import export_chips, load_chips
     from training.finetune import build_age_net, load_weight_files, run
-    from training.ship import crossval_metrics, export, merge_runs, write_card
+    from training.ship import crossval_metrics, export, merge_crossval, merge_runs, write_card
 
     utk = utkface_like(tmp_path / "utk", astronaut, n=16)
     fg = fgnet_like(tmp_path / "fg", astronaut)
@@ -78,6 +78,13 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     assert {f"fold{f}" for f in ran_first + ran_then} | {"final"} <= set(saved["timings"])
     with pytest.raises(ValueError, match="in no run's held-out fold"):
         merge_runs(parts[1:])
+    # the distributions merge the same way, and their means are the reported ages
+    dist = merge_crossval([first, out], cv["keys"])
+    assert np.abs(dist @ np.arange(101) - np.array(cv["predicted"])).max() < 1e-3
+    with pytest.raises(ValueError, match="FG-NET faces have no held-out distribution"):
+        merge_crossval([out], cv["keys"])
+    with pytest.raises(ValueError, match="a face held out by two calls"):
+        merge_crossval([out, out], cv["keys"])
     weights = sorted(out.glob("age-net-e2-*.npz"))
     model = build_age_net(read_dat(source_files()["descriptor"]))
     model.set_weights(load_weight_files(weights))
@@ -87,10 +94,20 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
     export(weights, base)
     fg_chips = load_chips(tmp_path / "fg.npz")
     metrics = {"val": {"faces": 0}, "test": {"faces": 0},
-               "crossval": {"fgnet": crossval_metrics(saved, dict(zip(fg_chips["keys"], fg_chips["chips"])))}}
-    write_card(base, saved, 2, metrics, {"rule": "test"}, "0000000")
+               "crossval": {"fgnet": crossval_metrics(saved, dict(zip(fg_chips["keys"], fg_chips["chips"])), dist,
+                                                      "mode")}}
+    fg_mode = metrics["crossval"]["fgnet"]
+    assert fg_mode["point"] == "mode"
+    assert fg_mode["mae"] == pytest.approx(np.abs(dist.argmax(axis=1) - np.array(cv["ages"])).mean())
+    thumbs = dict(zip(fg_chips["keys"], fg_chips["chips"]))
+    assert crossval_metrics(saved, thumbs)["mae"] == pytest.approx(crossval_metrics(saved, thumbs, dist)["mae"],
+                                                                  abs=1e-3)  # the mean: from either
+    with pytest.raises(ValueError, match=r"the mode of FG-NET's held-out faces needs their distributions"):
+        crossval_metrics(saved, thumbs, None, "mode")
+    write_card(base, saved, 2, metrics, {"rule": "test"}, "0000000", point="mode")
     shipped = load_model(base)
     assert shipped.input_kind == "chip" and shipped.card["metrics"]["crossval"]["fgnet"]["faces"] == 12
+    assert shipped.point == "mode" and "fine-tuned end to end" in shipped.card["description"]
     chips = fg_chips["chips"][:5]
     keras_dist = np.asarray(model.predict(chips, verbose=0)["age"])
     tflite = shipped.predict_chips(chips)
@@ -163,3 +180,10 @@ def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astro
     assert np.abs(whole @ ages - halves @ ages).max() < 0.05  # float16 features: the same ages
     with pytest.raises(ValueError, match="no layer 'relu71'"):
         split_at(trained, "relu71")
+    from training.ship import write_card  # the card says what was trained
+
+    (tmp_path / "m.tflite").write_bytes(b"")
+    card = json.loads(write_card(tmp_path / "m", json.loads((out / "finetune.json").read_text()), 2,
+                                 {"val": {"faces": 0}, "test": {"faces": 0}}, {}, "0000000").read_text())
+    assert "dlib's weights kept up to its layer relu70" in card["description"]
+    assert card["preprocessing"]["backbone_frozen_up_to"] == "relu70" and card["outputs"]["age"]["point"] == "mean"

@@ -14,10 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from phototag.groups import DEFAULT_SCHEME, PRESETS, Scheme
+from phototag.groups import DEFAULT_SCHEME, PRESETS, Scheme, point_ages
 
 BANDS = [("0-2", 0, 2), ("3-12", 3, 12), ("13-19", 13, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, 200)]
-BINS = np.arange(101, dtype=np.float64)
 
 
 def group_indices(ages: np.ndarray, scheme: Scheme) -> np.ndarray:
@@ -26,9 +25,10 @@ def group_indices(ages: np.ndarray, scheme: Scheme) -> np.ndarray:
     return np.argmax(m[np.clip(np.round(ages).astype(int), 0, 100)], axis=1)
 
 
-def group_accuracy(dist: np.ndarray, true_ages: np.ndarray, scheme: Scheme) -> dict[str, float]:
-    """Exact and one-off accuracy of the group phototag assigns: the group holding the expected age."""
-    pred = group_indices(dist @ BINS, scheme)
+def group_accuracy(dist: np.ndarray, true_ages: np.ndarray, scheme: Scheme, point: str = "mean") -> dict[str, float]:
+    """Exact and one-off accuracy of the group phototag assigns: the group holding the age shown
+    (`point`: the model's rule, phototag.groups.point_ages)."""
+    pred = group_indices(point_ages(dist, point), scheme)
     true = group_indices(true_ages, scheme)
     off = np.abs(pred - true)
     return {"exact": float(np.mean(off == 0)), "one_off": float(np.mean(off <= 1))}
@@ -46,19 +46,22 @@ def black_and_white(thumbs: np.ndarray) -> np.ndarray:
     return (t.max(axis=-1) - t.min(axis=-1)).reshape(len(t), -1).mean(axis=1) < GREY_CHROMA
 
 
-def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None) -> dict[str, Any]:
-    """Every metric for predicted distributions against a Prepared split's labels."""
+def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None, point: str = "mean"
+                ) -> dict[str, Any]:
+    """Every metric for predicted distributions against a Prepared split's labels, for the age
+    phototag shows (`point`: the model's rule)."""
     ages = prep.ages.astype(np.float64)
     dist = np.asarray(dist, dtype=np.float64)
-    pred = dist @ BINS
+    pred = point_ages(dist, point)
     err = np.abs(pred - ages)
     out: dict[str, Any] = {
         "faces": int(len(ages)),
+        "point": point,
         "mae": float(err.mean()),
         "bias": float((pred - ages).mean()),
         "mae_0_12": float(err[ages <= 12].mean()) if np.any(ages <= 12) else None,
         "mae_by_band": {},
-        "groups": {name: group_accuracy(dist, ages, s) for name, s in PRESETS.items()},
+        "groups": {name: group_accuracy(dist, ages, s, point) for name, s in PRESETS.items()},
     }
     for name, lo, hi in BANDS:
         sel = (ages >= lo) & (ages <= hi)
@@ -82,23 +85,23 @@ def metrics_for(prep: Any, dist: np.ndarray, female: np.ndarray | None = None) -
     return out
 
 
-def group_metrics(prep: Any, dist: np.ndarray) -> dict[str, Any]:
+def group_metrics(prep: Any, dist: np.ndarray, point: str = "mean") -> dict[str, Any]:
     """For data labelled with groups, not ages (Adience): exact and one-off accuracy of the group
-    phototag assigns (the one holding the expected age), under the preset whose groups the labels name."""
+    phototag assigns (the one holding the age shown), under the preset whose groups the labels name."""
     labels = set(prep.groups.tolist())
     scheme = next((s for s in PRESETS.values() if labels <= set(s.names)), None)
     if scheme is None:
         raise ValueError(f"no preset scheme has the groups {sorted(labels)}")
-    pred = group_indices(np.asarray(dist, np.float64) @ BINS, scheme)
+    pred = group_indices(point_ages(dist, point), scheme)
     true = np.array([scheme.names.index(g) for g in prep.groups])
     off = np.abs(pred - true)
     by_group = {g: {"faces": int((true == i).sum()), "exact": float(np.mean(off[true == i] == 0))}
                 for i, g in enumerate(scheme.names) if (true == i).any()}
-    return {"faces": int(len(true)), "scheme": scheme.name, "exact": float(np.mean(off == 0)),
+    return {"faces": int(len(true)), "scheme": scheme.name, "point": point, "exact": float(np.mean(off == 0)),
             "one_off": float(np.mean(off <= 1)), "by_group": by_group}
 
 
-def dev_metrics(distributions: Callable[[np.ndarray], np.ndarray], spec: str) -> dict[str, Any]:
+def dev_metrics(distributions: Callable[[np.ndarray], np.ndarray], spec: str, point: str = "mean") -> dict[str, Any]:
     """A model's figures on a whole development set (`distributions`: descriptors to age
     distributions): by age where its faces have ages (FG-NET), else by group (Adience)."""
     from training.prepare import prepare
@@ -106,9 +109,9 @@ def dev_metrics(distributions: Callable[[np.ndarray], np.ndarray], spec: str) ->
     prep = prepare(spec)
     if (prep.ages >= 0).any():
         part = prep.subset(prep.ages >= 0)
-        return metrics_for(part, distributions(part.descriptors))
+        return metrics_for(part, distributions(part.descriptors), point=point)
     part = prep.subset(prep.groups != "")
-    return group_metrics(part, distributions(part.descriptors))
+    return group_metrics(part, distributions(part.descriptors), point)
 
 
 def _predict(model: Any, data: str, part: Any) -> Any:
@@ -152,13 +155,13 @@ def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray
     return out
 
 
-def _plots(report: Path, ages: np.ndarray, dist: np.ndarray, metrics: dict[str, Any], scheme: Scheme) -> list[str]:
+def _plots(report: Path, ages: np.ndarray, pred: np.ndarray, metrics: dict[str, Any], scheme: Scheme) -> list[str]:
+    """The scatter, off-by-N, confusion and by-band plots of the ages shown (`pred`) against the true."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pred = dist @ BINS
     made = []
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
@@ -253,7 +256,7 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
     if len(part) == 0:
         raise ValueError(f"{data}: no labelled faces in split {split!r}")
     pred = _predict(model, data, part)
-    m = metrics_for(part, pred.distribution, pred.female)
+    m = metrics_for(part, pred.distribution, pred.female, model.point)
     from PIL import Image
 
     chips = [np.asarray(Image.fromarray(t).resize((150, 150))) for t in part.thumbs[:16]]
@@ -270,7 +273,7 @@ def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", r
     if report is not None:
         rdir = Path(report)
         rdir.mkdir(parents=True, exist_ok=True)
-        plots = _plots(rdir, part.ages.astype(np.float64), pred.distribution.astype(np.float64), m,
+        plots = _plots(rdir, part.ages.astype(np.float64), point_ages(pred.distribution, model.point), m,
                        PRESETS[DEFAULT_SCHEME])
         (rdir / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
         (rdir / "report.md").write_text(_markdown(model.model_id, m["data"], split, m, plots), encoding="utf-8")
@@ -281,7 +284,7 @@ def _evaluate_groups(model: Any, data: str, part: Any, split: str, report: str |
     """Group-labelled data (Adience): exact and one-off group accuracy, in metrics.json and report.md."""
     if len(part) == 0:
         raise ValueError(f"{data}: no labelled faces in split {split!r}")
-    m = group_metrics(part, _predict(model, data, part).distribution)
+    m = group_metrics(part, _predict(model, data, part).distribution, model.point)
     m.update(model=model.model_id, data=data.split(":", 1)[0], split=split)
     if report is not None:
         rdir = Path(report)

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from phototag.groups import POINTS, point_ages
 from phototag.model import AGE_BINS, CARD_FORMAT, _sha256
 from training.augment import AUGMENT_VERSION, POLICIES
 from training.evaluate import BANDS, black_and_white, group_metrics, metrics_for
-from training.finetune import build_age_net, load_weight_files, score_crossval
+from training.finetune import CROSSVAL_FILE, build_age_net, load_weight_files, score_crossval
 
-__all__ = ["export", "merge_runs", "crossval_metrics", "write_card"]
+__all__ = ["export", "merge_runs", "merge_crossval", "crossval_metrics", "write_card"]
 
 
 def export(weights: list[Path], out: Path) -> Path:
@@ -74,11 +75,44 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def crossval_metrics(run: dict[str, Any], thumbs: dict[str, np.ndarray]) -> dict[str, Any]:
+def merge_crossval(runs: list[Path], keys: list[str]) -> np.ndarray | None:
+    """The held-out age distributions of every FG-NET face (in `keys`' order), each from the call
+    whose fold held it out; None where the runs predate the distributions file (they kept means only)."""
+    files = [d / CROSSVAL_FILE for d in runs]
+    if not all(f.is_file() for f in files):
+        return None
+    out = None
+    for f in files:
+        z = np.load(f)
+        if [str(k) for k in z["keys"]] != keys:
+            raise ValueError(f"{f}: cross-validated different faces from the report")
+        d = z["distributions"].astype(np.float64)
+        if out is None:
+            out = np.full_like(d, np.nan)
+        held = ~np.isnan(d).any(axis=1)
+        if (held & ~np.isnan(out).any(axis=1)).any():
+            raise ValueError(f"{f}: a face held out by two calls")
+        out[held] = d[held]
+    assert out is not None
+    if np.isnan(out).any():
+        raise ValueError(f"{int(np.isnan(out).any(axis=1).sum())} FG-NET faces have no held-out distribution")
+    return out
+
+
+def crossval_metrics(run: dict[str, Any], thumbs: dict[str, np.ndarray], dist: np.ndarray | None = None,
+                     point: str = "mean") -> dict[str, Any]:
     """FG-NET's figures from the device run's held-out predictions (each by a model that never saw
-    that person): MAE, bias, by band and black-and-white against colour (decided from the pixels)."""
+    that person): MAE, bias, by band and black-and-white against colour (decided from the pixels),
+    for the age shown by rule `point` (from the held-out distributions `dist`; the mean needs only
+    the report's expected ages)."""
     cv = run["fgnet_crossval"]
-    ages, pred = np.array(cv["ages"], float), np.array(cv["predicted"], float)
+    ages = np.array(cv["ages"], float)
+    if dist is not None:
+        pred = point_ages(dist, point)
+    elif point == "mean":
+        pred = np.array(cv["predicted"], float)
+    else:
+        raise ValueError(f"the {point} of FG-NET's held-out faces needs their distributions ({CROSSVAL_FILE})")
     err = pred - ages
     grey = black_and_white(np.stack([thumbs[k] for k in cv["keys"]]))
 
@@ -86,7 +120,7 @@ def crossval_metrics(run: dict[str, Any], thumbs: dict[str, np.ndarray]) -> dict
         return {"faces": int(sel.sum()), "mae": float(np.abs(err[sel]).mean()) if sel.any() else None,
                 "bias": float(err[sel].mean()) if sel.any() else None}
 
-    return {"folds": int(run["args"]["folds"]), "people_split": True, "faces": len(ages),
+    return {"folds": int(run["args"]["folds"]), "people_split": True, "faces": len(ages), "point": point,
             "mae": float(np.abs(err).mean()), "bias": float(err.mean()),
             "mae_0_12": float(np.abs(err[ages <= 12]).mean()),
             "mae_by_band": {name: block((ages >= lo) & (ages <= hi)) for name, lo, hi in BANDS},
@@ -102,8 +136,8 @@ def _measure(model: Any, chips_file: Path) -> dict[str, Any]:
     pred = model.predict_chips(z["chips"])
     if (z["ages"] >= 0).all():
         return metrics_for(SimpleNamespace(ages=z["ages"], genders=z["genders"], thumbs=z["chips"]),
-                           pred.distribution, pred.female)
-    return group_metrics(SimpleNamespace(groups=z["groups"]), pred.distribution)
+                           pred.distribution, pred.female, model.point)
+    return group_metrics(SimpleNamespace(groups=z["groups"]), pred.distribution, model.point)
 
 
 HARDWARE = "one NVIDIA H200 (device machine), Keras 3.15.1 on JAX 0.11.2"
@@ -111,14 +145,17 @@ TRAIN_SUBSET = "every train face"
 
 
 def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, Any], selection: dict[str, Any],
-               commit: str, *, train_subset: str = TRAIN_SUBSET, hardware: str = HARDWARE) -> Path:
+               commit: str, *, train_subset: str = TRAIN_SUBSET, hardware: str = HARDWARE, point: str = "mean") -> Path:
     tflite = out.with_suffix(".tflite")
     args = run["args"]
+    frozen = args.get("train_from") if args.get("train_from") not in (None, "None") else None
+    how = (f"with dlib's weights kept up to its layer {frozen} and every layer above it and the head trained "
+           "for age (training/frozen.py)" if frozen else "fine-tuned end to end for age")
     card = {
         "format": CARD_FORMAT,
         "name": out.name,
         "description": "Age (and gender) from the aligned face chip: a copy of dlib's face descriptor ResNet "
-                       "fine-tuned end to end for age, with a distribution head. dlib's own network, unchanged, "
+                       f"{how}, with a distribution head. dlib's own network, unchanged, "
                        "still gives the identity descriptors that people are grouped by.",
         "weights": tflite.name, "weights_sha256": _sha256(tflite), "size_bytes": tflite.stat().st_size,
         "tflite": tflite.name, "tflite_sha256": _sha256(tflite),
@@ -126,9 +163,11 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
                           "landmarks": "dlib shape_predictor_5_face_landmarks", "chip_size": 150, "chip_padding": 0.25,
                           "color": "RGB uint8", "backbone": "dlib_face_recognition_resnet_model_v1",
                           "backbone_package": "face_recognition_models", "backbone_finetuned": True,
+                          "backbone_frozen_up_to": frozen,
                           "normalisation": "(pixel - dlib's mean_rgb) / 256, inside the network"},
         "input": {"name": "chip", "shape": [150, 150, 3], "dtype": "uint8"},
-        "outputs": {"age": {"type": "distribution", "bins": AGE_BINS, "ages": "0..100 (last bin: 100 and older)"},
+        "outputs": {"age": {"type": "distribution", "bins": AGE_BINS, "ages": "0..100 (last bin: 100 and older)",
+                            "point": point},
                     "gender": {"type": "sigmoid", "meaning": "P(female)"}},
         "config": {"epochs": epochs, "batch_size": int(args["batch"]), "learning_rate": float(args["lr"]),
                    "schedule": "one epoch of linear warm-up, then cosine decay to 0", "optimizer": "AdamW, "
@@ -161,7 +200,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
         "licence": "Weights trained on UTKFace (Zhang, Song and Qi, CVPR 2017) and FG-NET (Lanitis, Taylor and "
                    "Cootes, 2002), starting from dlib's public-domain face descriptor network (Davis King): "
                    "non-commercial research use only.",
-        "git_note": "Trained by training/finetune.py at this commit on a device machine; exported and measured "
+        "git_note": "Trained by training/finetune.py at this commit; exported and measured "
                     "by training/ship.py.",
     }
     path = out.with_suffix(".json")
@@ -182,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="what else was tried, for the card's selection record")
     ap.add_argument("--train-subset", default=TRAIN_SUBSET, help="which UTKFace train faces the chips held")
     ap.add_argument("--hardware", default=HARDWARE, help="where the network was trained")
+    ap.add_argument("--point", choices=POINTS, default="mode",
+                    help="the age phototag shows from the distribution (the card's outputs.age.point)")
     args = ap.parse_args(argv)
     from phototag.model import load_model
     from training.prepare import prepare
@@ -189,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = {d: json.loads((d / "finetune.json").read_text()) for d in args.run}
     run = merge_runs(list(reports.values()))
     weights_dir = next(d for d, r in reports.items() if r.get("files"))
-    card_args = {"train_subset": args.train_subset, "hardware": args.hardware}
+    card_args = {"train_subset": args.train_subset, "hardware": args.hardware, "point": args.point}
+    cv_dist = merge_crossval(list(reports), run["fgnet_crossval"]["keys"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
     val = {}
@@ -198,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         export(sorted(weights_dir.glob(f"age-net-e{e}-*.npz")), candidate)
         write_card(candidate, run, e, unmeasured, {}, args.commit, **card_args)
         val[e] = _measure(load_model(candidate), args.val)
-        print(f"epochs {e}: val MAE {val[e]['mae']:.3f}", flush=True)
+        print(f"epochs {e}: val MAE {val[e]['mae']:.3f} (ages 0-12: {val[e]['mae_0_12']:.3f})", flush=True)
     best = min(val, key=lambda e: val[e]["mae"])
     for e in val:  # the chosen export becomes the model; the others go
         candidate = args.out.with_name(f"{args.out.name}-e{e}")
@@ -212,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     fg = prepare(args.fgnet, quiet=True)
     metrics = {"val": val[best], "test": _measure(model, args.test),
                "dev": {p.stem: _measure(model, p) for p in args.dev},
-               "crossval": {"fgnet": crossval_metrics(run, dict(zip(fg.keys, fg.thumbs)))}}
+               "crossval": {"fgnet": crossval_metrics(run, dict(zip(fg.keys, fg.thumbs)), cv_dist, args.point)}}
     selection = {"rule": "least UTKFace val MAE among the checkpoints", "val_mae": {str(e): val[e]["mae"] for e in val},
                  "note": args.note}
     print(write_card(args.out, run, best, metrics, selection, args.commit, **card_args))
