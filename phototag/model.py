@@ -278,8 +278,8 @@ def _check_card(card: dict[str, Any], where: Path) -> None:
     age = card.get("outputs", {}).get("age", {})
     if age.get("type") != "distribution" or age.get("bins") != AGE_BINS:
         raise ModelError(f"{where}: the age output must be a distribution over {AGE_BINS} bins (ages 0..100)")
-    if _point(card) not in POINTS:
-        raise ModelError(f"{where}: the age output's point {_point(card)!r} is not supported "
+    if (point := _point(card)) not in POINTS:
+        raise ModelError(f"{where}: the age output's point {point!r} is not supported "
                          f"(phototag shows one of {', '.join(POINTS)})")
 
 
