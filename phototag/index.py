@@ -416,7 +416,10 @@ class Index:
             "LEFT JOIN people pe ON pe.id = fa.person_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.taken_at, p.path, fa.idx"
         )
-        yield from self.conn.execute(sql, params)
+        # A plain loop, not `yield from`: a generator dropped after the index is closed would otherwise
+        # close the cursor then, and Python prints that error's traceback while it exits.
+        for row in self.conn.execute(sql, params):
+            yield row
 
     @staticmethod
     def _age_where(f: QueryFilters, where: list[str], params: list[Any]) -> None:

@@ -27,6 +27,7 @@ from .groups import estimate_many, get_scheme
 from .grouping import GroupingOptions, group_faces
 from .index import Index, pack_distribution
 from .retag import UNTAGGED
+from .tags import name_problem
 
 __all__ = ["PeopleError", "PeopleUpdate", "update_people", "list_people", "person_faces", "name_person",
            "merge_people", "remove_face", "resolve_person"]
@@ -253,6 +254,8 @@ def name_person(index: Index, ref: str | int, name: str | None = None, born: str
             raise PeopleError("a name cannot be empty")
         if name.isdigit():
             raise PeopleError(f"a name cannot be a number ({name!r} would read as a person's id)")
+        if problem := name_problem(name):
+            raise PeopleError(f"the name {name!r} {problem}; choose another")
         other = index.conn.execute("SELECT id, name FROM people WHERE name = ? AND id != ?",
                                    (name, person["id"])).fetchone()
         if other is not None:

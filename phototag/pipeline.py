@@ -22,13 +22,13 @@ import numpy as np
 
 from . import __version__, faces
 from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget, taken_at
-from .errors import PhotoError, PhototagError, TagWriteError
+from .errors import PhotoError, PhototagError, SchemeError, TagWriteError
 from .groups import estimate, get_scheme
 from .index import Index, pack_distribution
 from .model import AgeModel
 from .people import update_people
 from .retag import PENDING, UNTAGGED, Retagger, regroup_faces
-from .tags import NullWriter, Writer, content_hash
+from .tags import NullWriter, Writer, content_hash, keyword_problem
 from .walk import StaleTemp, WalkError, walk
 
 __all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
@@ -555,6 +555,9 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
     options = options or ScanOptions()
     if options.detector not in faces.DETECTORS:
         raise PhototagError(f"unknown detector {options.detector!r}: use auto, hog or cnn")
+    for group in get_scheme(options.scheme).names:  # each becomes a keyword in every tagged photo
+        if problem := keyword_problem(group):
+            raise SchemeError(f"scheme {options.scheme!r}: the group name {group!r} {problem}")
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
                  progress or _NoProgress()).run()
 

@@ -17,12 +17,22 @@ from typing import Any, Callable, Iterable
 from .errors import TagWriteError
 from .groups import Estimate, Scheme, estimate
 from .index import Index, unpack_distribution
-from .tags import KEYWORD_PREFIX, TagRecord, Writer
+from .tags import KEYWORD_PREFIX, TagRecord, Writer, name_problem
 
-__all__ = ["used_estimate", "photo_record", "Retagger", "regroup_faces", "PENDING", "UNTAGGED"]
+__all__ = ["used_estimate", "photo_record", "Retagger", "regroup_faces", "PENDING", "UNTAGGED", "FAILED"]
 
 PENDING = "pending"  # the `tags` of a photo whose tags are still to be written from the index
 UNTAGGED = "removed by untag"  # the `tags` of a photo the user untagged: left so until scan --force
+FAILED = "failed: "  # the `tags` of a photo whose tags could not be written, then the reason
+
+
+def _check_names(faces: list[sqlite3.Row]) -> None:
+    """Refuse a photo whose people include a name its tags cannot hold (made by an earlier version, or
+    by another tool writing the index), naming the person to rename."""
+    for f in faces:
+        if f["person"] and (problem := name_problem(f["person"])):
+            raise TagWriteError(f"tags not written: person {f['person_id']}'s name {f['person']!r} {problem}; "
+                                f"rename them: phototag people name {f['person_id']} \"NEW NAME\"")
 
 
 def used_estimate(face: sqlite3.Row, scheme: Scheme) -> Estimate:
@@ -109,8 +119,11 @@ class Retagger:
                 digest, content = self.file_hashes(path)
             except OSError:
                 continue  # gone meanwhile: the next scan marks it missing
-            batch.append((tags, digest, content, st.st_size, st.st_mtime_ns, photo["id"]))
-            out.written.append(path)
+            # A photo whose write failed stays marked: the next scan tries again (after a rename, say).
+            failed = tags.startswith(FAILED)
+            batch.append((tags, digest, content, st.st_size, st.st_mtime_ns, int(failed), photo["id"]))
+            if not failed:
+                out.written.append(path)
             if len(batch) >= 200:
                 self._commit(batch)
         self._commit(batch)
@@ -122,23 +135,28 @@ class Retagger:
             "WHERE fa.photo_id = ? ORDER BY fa.idx", (photo["id"],)).fetchall()
         try:
             if faces:
+                _check_names(faces)
                 target = self.write_target(path, self.real_roots)
                 size = (photo["width"], photo["height"]) if photo["width"] else None
                 tags = self.writer.write(target, photo["format"], photo_record(self.model_id, scheme, faces, size))
             else:  # no faces (any more): take out tags an earlier scan wrote, touch nothing else
                 tags = "no faces" + (" (old tags removed)" if self._remove_old(path, photo["format"]) else "")
         except TagWriteError as exc:
-            tags = f"failed: {exc}"
-            out.failures.append((path, str(exc)))
-            self.on_failure(path, str(exc))
+            tags = self._failed(path, str(exc), out)
         except OSError as exc:
-            tags = f"failed: {exc.strerror or exc}"
-            out.failures.append((path, tags[8:]))
-            self.on_failure(path, tags[8:])
+            tags = self._failed(path, str(exc.strerror or exc), out)
+        except Exception as exc:  # noqa: BLE001 - one photo's tags never stop a scan (nor a cron job's next one)
+            tags = self._failed(path, f"tags not written ({type(exc).__name__}: {exc})", out)
         if tags.startswith("not written"):
             reason = tags[len("not written ("):-1]
             out.not_written[reason] = out.not_written.get(reason, 0) + 1
         return tags
+
+    def _failed(self, path: str, reason: str, out: RetagOutcome) -> str:
+        """Report and record a photo whose tags could not be written; it stays marked for the next scan."""
+        out.failures.append((path, reason))
+        self.on_failure(path, reason)
+        return f"{FAILED}{reason}"
 
     def _remove_old(self, path: str, fmt: str) -> bool:
         try:
@@ -152,5 +170,5 @@ class Retagger:
             return
         with self.index.transaction() as conn:
             conn.executemany("UPDATE photos SET tags = ?, sha256 = ?, content_sha256 = ?, size = ?, mtime_ns = ?, "
-                             "retag = 0 WHERE id = ?", batch)
+                             "retag = ? WHERE id = ?", batch)
         batch.clear()

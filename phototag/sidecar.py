@@ -411,8 +411,18 @@ class SidecarWriter:
         new = _serialise(root)
         if data is not None and new == data:
             return "sidecar unchanged"
+        _check_readable(new, side)
         atomic_write(side, new)
         return "sidecar written"
+
+
+def _check_readable(data: bytes, side: Path) -> None:
+    """ElementTree writes any text, also characters XML cannot hold (control characters): a sidecar is
+    written only when it parses back, so no reader ever meets a broken one."""
+    try:
+        ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise TagWriteError(f"its sidecar {side.name} would not be valid XML ({exc}); it is untouched") from exc
 
 
 def _record_element(text: str) -> ET.Element:

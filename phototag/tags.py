@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import struct
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -24,11 +25,13 @@ from .errors import PhotoError, TagWriteError
 
 __all__ = [
     "TagRecord", "ExifWriter", "NullWriter", "read_tags", "encode_xp", "decode_xp", "merge_keywords",
-    "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS", "MultiWriter", "atomic_write",
+    "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS", "MultiWriter", "atomic_write", "name_problem",
+    "keyword_problem", "MAX_NAME_LENGTH", "CodecError",
 ]
 
 RECORD_VERSION = 1
 KEYWORD_PREFIX = "Age group: "
+_GROUPS_PARENT = "Age group"  # People|Age group|Toddler in the sidecars' hierarchies
 WRITABLE_FORMATS = frozenset({"JPEG", "WEBP"})
 _ASCII = b"ASCII\x00\x00\x00"
 _UNICODE = b"UNICODE\x00"
@@ -37,8 +40,9 @@ _USER_COMMENT = piexif.ExifIFD.UserComment
 _MAX_SEGMENT = 65533  # an APPn payload's largest size, its 2 length bytes aside
 
 
-class CodecError(ValueError):
-    """A keyword list or record that cannot be encoded or decoded."""
+class CodecError(TagWriteError, ValueError):
+    """A keyword list or record that cannot be encoded or decoded: the photo's tags are not written,
+    and the scan reports that photo and goes on."""
 
 
 class ExifParseError(TagWriteError):
@@ -53,6 +57,56 @@ class PhotoChangedError(TagWriteError):
 # tags, another tool's keywords). Each try re-reads the file, so only a file rewritten that often
 # within milliseconds runs out of tries.
 _WRITE_TRIES = 8
+
+
+# -- what a person's name may hold --------------------------------------------------------------
+# A name is written as a keyword four ways and as a face region's name. Each character below would make
+# one of those readers see something else than one person with that name.
+_NAME_SEPARATORS = {
+    ";": "which Windows' XPKeywords (Explorer's Tags) puts between keywords: it would read as two keywords",
+    ",": "which exiftool, Lightroom's keyword field and most photo tools put between keywords: it would read "
+         "as two keywords",
+    "|": "which Lightroom's hierarchical keywords put between levels: People|A|B would read as a person B "
+         "inside a tag A",
+    "/": "which digiKam's tag paths put between levels: People/A/B would read as a person B inside a tag A",
+}
+MAX_NAME_LENGTH = 100  # characters: a whole name fits; 40 named faces still leave the EXIF segment room
+
+
+def keyword_problem(text: str) -> str | None:
+    """Why `text` cannot be written as one keyword (and one level of a tag path), or None when it can.
+
+    The reason completes a sentence that starts with the text, and says which character and why."""
+    for i, c in enumerate(text):
+        if c in _NAME_SEPARATORS:
+            return f"holds {c!r} (character {i + 1}), {_NAME_SEPARATORS[c]}"
+        cat = unicodedata.category(c)
+        if cat == "Cs":
+            return (f"holds U+{ord(c):04X} (character {i + 1}), which is no character (an undecodable byte?): "
+                    "it cannot be written as UTF-16 or UTF-8")
+        if ord(c) > 0xFFFF:
+            return (f"holds {c!r} (U+{ord(c):04X}, character {i + 1}), beyond Unicode's first 65,536 "
+                    "characters: exiftool and other readers of Windows' XPKeywords (UCS-2) show it as '?'")
+        if cat == "Cc" or c in "\ufffe\uffff":
+            return (f"holds the control character U+{ord(c):04X} (character {i + 1}): XMP sidecars (XML) cannot "
+                    "hold it, and it cannot be shown on one line")
+    if not text.strip():
+        return "is empty"
+    if text != text.strip():
+        return "begins or ends with a space, which Windows' XPKeywords drops"
+    if len(text) > MAX_NAME_LENGTH:
+        return f"is {len(text)} characters long: the most is {MAX_NAME_LENGTH}"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a person's `name` cannot be written into tags as one person, or None when it can: what
+    `keyword_problem` says, and names that would read as phototag's own age-group keywords."""
+    if problem := keyword_problem(name):
+        return problem
+    if name.casefold() == _GROUPS_PARENT.casefold() or name.casefold().startswith(KEYWORD_PREFIX.strip().casefold()):
+        return f"is or begins with {_GROUPS_PARENT!r}, which phototag's own age-group keywords use"
+    return None
 
 
 # -- XPKeywords ------------------------------------------------------------------------------
