@@ -215,8 +215,10 @@ def untag(
 GroupOption = typer.Option([], "--group", help="Age group (repeatable): faces in any of these groups.")
 MinAgeOption = typer.Option(None, "--min-age", help="Faces estimated at least this old.")
 MaxAgeOption = typer.Option(None, "--max-age", help="Faces estimated at most this old.")
-SinceOption = typer.Option(None, "--since", help="Photos taken on or after this date (YYYY-MM-DD).")
-UntilOption = typer.Option(None, "--until", help="Photos taken on or before this date (YYYY-MM-DD).")
+SinceOption = typer.Option(None, "--since", help="Photos taken on or after this date (YYYY-MM-DD; YYYY-MM or "
+                                                  "YYYY: from its first day).")
+UntilOption = typer.Option(None, "--until", help="Photos taken on or before this date (YYYY-MM-DD; YYYY-MM or "
+                                                  "YYYY: to its last day).")
 PathOption = typer.Option(None, "--path", help="Photo paths matching this glob (e.g. '*/2019/*').")
 MinFacesOption = typer.Option(None, "--min-faces", help="Photos with at least this many faces.")
 SchemeFilterOption = typer.Option(None, "--scheme", help="Regroup under this scheme (no model needed).")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .dates import from_exif
 from .errors import PhotoError
 
 __all__ = ["Decoded", "decode", "load_full", "load_for_crops", "pixel_budget", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
@@ -60,19 +61,6 @@ def _register_heif() -> None:
         pass
 
 
-def _iso(value: object) -> str | None:
-    """'2019:06:01 14:03:00' -> '2019-06-01T14:03:00'; anything unparseable -> None."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    if not isinstance(value, str):
-        return None
-    v = value.strip().rstrip("\x00")
-    if len(v) < 19 or v[4] != ":" or v[7] != ":":
-        return None
-    iso = f"{v[0:4]}-{v[5:7]}-{v[8:10]}T{v[11:19]}"
-    return iso if iso[:4].isdigit() and iso[5:7].isdigit() and iso[8:10].isdigit() else None
-
-
 def _exif_facts(im: Image.Image) -> tuple[int, str | None]:
     """(orientation, DateTimeOriginal); broken EXIF reads as (1, None): the pixels still count."""
     try:
@@ -80,7 +68,7 @@ def _exif_facts(im: Image.Image) -> tuple[int, str | None]:
             warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF; the tag writer reports it
             exif = im.getexif()
             orientation = int(exif.get(0x0112, 1) or 1)
-            taken = _iso(exif.get_ifd(0x8769).get(0x9003)) or _iso(exif.get(0x0132))
+            taken = from_exif(exif.get_ifd(0x8769).get(0x9003)) or from_exif(exif.get(0x0132))
     except Exception:  # noqa: BLE001 - EXIF is optional; a photo with broken EXIF is still a photo
         return 1, None
     return (orientation if orientation in range(1, 9) else 1), taken

@@ -19,11 +19,12 @@ from typing import Any, Iterator
 import numpy as np
 import sqlite_utils
 
+from .dates import filter_date, valid_taken_at
 from .errors import IndexLockedError, PhototagError
 
 __all__ = ["Index", "QueryFilters", "default_db_path", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: taken_at holds real dates only (an index of version 2 is repaired on opening)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -192,6 +193,22 @@ class QueryFilters:
     scheme: str | None = None  # regroup under this scheme (from the stored distributions)
     person: str | None = None  # a person's name (any case) or id
 
+    def checked(self) -> "QueryFilters":
+        """These filters with their dates as the index compares them (`--since 2019` from 2019-01-01,
+        `--until 2019-06` to 2019-06-30); a date that is not one (`2019-02-30`) is refused, since it
+        would silently compare as text."""
+        dates = {}
+        for field_, option, end in (("since", "--since", False), ("until", "--until", True)):
+            value = getattr(self, field_)
+            if value is not None:
+                try:
+                    dates[field_] = filter_date(value, end=end)
+                except ValueError as exc:
+                    why = f" ({exc})" if str(exc) else ""
+                    raise PhototagError(f"{option} {value!r} is not a date{why}: use YYYY-MM-DD, "
+                                        "YYYY-MM or YYYY") from None
+        return replace(self, **dates)
+
 
 class Index:
     """One SQLite index file. Use as a context manager; `lock()` for the one-scan-at-a-time rule."""
@@ -252,6 +269,7 @@ class Index:
                         have.add(column)
             self.conn.execute("UPDATE faces SET age_photo = age, age_photo_low = age_low, age_photo_high = age_high, "
                               "age_source = 'photo' WHERE age_photo IS NULL")
+            self._repair_dates()
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             self.conn.execute("COMMIT")
         except BaseException:
@@ -259,6 +277,22 @@ class Index:
             raise
         self.conn.executescript(_INDEXES)  # idempotent: a kill before this point redoes it next open
         self.conn.executescript(_VIEWS)
+
+    def _repair_dates(self) -> None:
+        """Version 3: a `taken_at` that is no real date (`0000-00-00T00:00:00`, `2019-13-45T99:00:00`)
+        becomes none, a broken time of day is dropped; the people of those photos are dated again."""
+        fixes = []
+        for photo_id, taken in self.conn.execute("SELECT id, taken_at FROM photos WHERE taken_at IS NOT NULL"):
+            if (valid := valid_taken_at(taken)) != taken:
+                fixes.append((valid, photo_id))
+        self.conn.executemany("UPDATE photos SET taken_at = ? WHERE id = ?", fixes)
+        if fixes:
+            # `people` lists these until the next people update recomputes them: recompute them now.
+            self.conn.execute(
+                "UPDATE people SET first_taken = (SELECT min(p.taken_at) FROM faces f JOIN photos p ON p.id = "
+                "f.photo_id WHERE f.person_id = people.id AND p.status = 'ok'), last_taken = (SELECT "
+                "max(p.taken_at) FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.person_id = people.id "
+                "AND p.status = 'ok')")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -511,6 +545,8 @@ class _FaceFilter:
 
     def __init__(self, index: Index, filters: QueryFilters) -> None:
         from .errors import SchemeError
+
+        filters = filters.checked()
         from .groups import get_scheme
 
         self.scheme = get_scheme(filters.scheme) if filters.scheme else None

@@ -3,7 +3,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from phototag.errors import IndexLockedError, SchemeError
+from phototag.errors import IndexLockedError, PhototagError, SchemeError
 from phototag.index import Index, QueryFilters, pack_distribution, query, unpack_distribution
 
 
@@ -69,7 +69,10 @@ def test_unknown_group_is_an_error_naming_the_groups(index):
 
 def test_hostile_filter_strings_are_only_data(index):
     evil = "'; DROP TABLE photos; --"
-    assert query(index, QueryFilters(path_glob=evil, since=evil, until=evil)) == []
+    assert query(index, QueryFilters(path_glob=evil)) == []
+    for dates in ({"since": evil}, {"until": evil}):  # not dates: refused before any SQL
+        with pytest.raises(PhototagError, match="is not a date: use YYYY-MM-DD"):
+            query(index, QueryFilters(**dates))
     assert index.conn.execute("SELECT count(*) FROM photos").fetchone()[0] == 3
 
 
