@@ -33,3 +33,8 @@ class PhotoError(PhototagError):
 
 class TagWriteError(PhotoError):
     """Tags could not be written into a photo; the original is untouched."""
+
+
+class IndexFullError(PhototagError):
+    """The disk (or the size limit) that holds the index is full: what was committed stays, the rest is
+    done by the next run with room."""

@@ -20,7 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from .dates import filter_date, valid_taken_at
-from .errors import IndexLockedError, PhototagError
+from .errors import IndexFullError, IndexLockedError, PhototagError
 
 __all__ = ["Index", "QueryFilters", "default_db_path", "SCHEMA_VERSION"]
 
@@ -240,6 +240,8 @@ class Index:
                               (str(SCHEMA_VERSION if fresh else 1),))
             self._upgrade()
         except (sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
+            if _is_full(exc):
+                raise _full(self.path) from exc
             raise PhototagError(f"{self.path}: not a usable phototag index ({exc})") from exc
         self._lock_fd: int | None = None
 
@@ -309,7 +311,10 @@ class Index:
     def lock(self, wait: float = 0.0) -> None:
         """Take the scan lock (a kernel flock, released even if the process is killed)."""
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise PhototagError(f"cannot open the scan lock {lock_path}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -322,9 +327,12 @@ class Index:
                         f"another phototag scan is using {self.path}; try again later or pass --wait SECONDS"
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        try:  # who holds it, for a person looking; the lock itself is the flock
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the lock holds all the same
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -333,7 +341,8 @@ class Index:
             self._lock_fd = None
 
     def transaction(self) -> "_Transaction":
-        return _Transaction(self.conn)
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error); a full disk raises IndexFullError."""
+        return _Transaction(self.conn, self.path)
 
     # -- photos ------------------------------------------------------------------------------
     # Methods take file-system paths (str, possibly with surrogate escapes for non-UTF-8 bytes) and
@@ -517,16 +526,41 @@ class Index:
             (self.key(path),)).fetchall()
 
 
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the disk is full, or the database reached its size limit."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _full(path: Path) -> IndexFullError:
+    return IndexFullError(f"the disk that holds the index is full ({path})")
+
+
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn, self.path = conn, path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _is_full(exc):
+                raise _full(self.path) from exc
+            raise
         return self.conn
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+        if self.conn.in_transaction:  # SQLite may have rolled back already (a failed COMMIT, SQLITE_FULL)
+            self.conn.execute("ROLLBACK")
+        if _is_full(exc):  # nothing of this transaction was kept; everything committed before stays
+            raise _full(self.path) from exc
+        if exc_type is None:
+            raise exc
 
 
 _BLOBS = frozenset({"distribution", "descriptor", "person_distribution", "path_bytes"})

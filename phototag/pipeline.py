@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, faces
 from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget, taken_at
-from .errors import PhotoError, PhototagError, SchemeError, TagWriteError
+from .errors import IndexFullError, PhotoError, PhototagError, SchemeError, TagWriteError
 from .groups import estimate, get_scheme
 from .index import Index, pack_distribution
 from .model import AgeModel
@@ -251,6 +251,7 @@ class _Scan:
         self.redated: list[tuple[str | None, int]] = []  # (new date, photo id): dates fixed in another tool
         self.handled: set[str] = set()  # index keys analysed or regrouped in this run
         self.last_commit = time.monotonic()
+        self.saved = 0  # photos of this run committed to the index (analysed or regrouped)
         # Faces indexed by a version that kept no descriptors: described again from their boxes.
         self.undescribed = {r[0] for r in index.conn.execute(
             "SELECT DISTINCT photo_id FROM faces WHERE descriptor IS NULL")}
@@ -427,6 +428,7 @@ class _Scan:
             self.index.conn.executemany("UPDATE photos SET taken_at = ? WHERE id = ?", self.redated)
             for photo_id in self.regroups:
                 regroup_faces(self.index, photo_id, self.scheme)
+        self.saved += sum(row["status"] == "ok" for row, _ in self.rows) + len(self.regroups)
         self.rows.clear()
         self.regroups.clear()
         self.redated.clear()
@@ -471,6 +473,7 @@ class _Scan:
 
     def run(self) -> ScanSummary:
         started, t0 = _now(), time.monotonic()
+        full: IndexFullError | None = None
         self.seen: set[str] = set()
         o = self.opt
         args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify,
@@ -504,9 +507,25 @@ class _Scan:
             self.write_tags()
         except (KeyboardInterrupt, Interrupted):
             self.summary.interrupted = True
+        except IndexFullError as exc:
+            full = exc
         finally:
-            self.flush_rows(force=True)
             self.summary.seconds = time.monotonic() - t0
+            full = self._close(started, full)
+        if full is not None:
+            raise IndexFullError(f"{full}: {self.saved} photo{'s' if self.saved != 1 else ''} of this scan saved "
+                                 "in it; no photo was harmed. Free some space and scan again: it goes on where "
+                                 "this scan stopped") from full
+        return self.summary
+
+    def _close(self, started: str, full: IndexFullError | None) -> IndexFullError | None:
+        """Commit what is left and record the run; on a full disk, keep what was committed and say so."""
+        if full is not None:  # what no transaction could hold is done again by the next scan
+            self.rows.clear()
+            self.regroups.clear()
+            self.redated.clear()
+        try:
+            self.flush_rows(force=True)
             with self.index.transaction():
                 self.index.record_run({
                     "started_at": started, "finished_at": _now(), "roots": "\n".join(self.roots),
@@ -515,7 +534,9 @@ class _Scan:
                     "failures": len(self.summary.failures), "exit_code": self.summary.exit_code,
                     "version": __version__, "model_id": self.model.model_id,
                 })
-        return self.summary
+        except IndexFullError as exc:
+            return full or exc
+        return full
 
     def write_tags(self) -> None:
         """Write the tags of every photo of this run marked for them, from the index (people settled)."""
