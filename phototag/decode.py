@@ -7,6 +7,7 @@ decoding: a 12-megapixel photo reaches detection size at a fraction of the cost 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from .dates import from_exif
 from .errors import PhotoError
 
-__all__ = ["Decoded", "decode", "load_full", "load_for_crops", "pixel_budget", "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
+__all__ = ["Decoded", "decode", "load_full", "load_for_crops", "load_face_regions", "FaceRegions", "pixel_budget",
+           "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
 
 DEFAULT_DETECT_SIZE = 2000  # bench/tune_detection.py: faces of 160 px and more in 4000 x 3000
 # Faces are cut out of a copy decoded at 1/2, 1/4 or 1/8 where every face stays at least this wide:
@@ -222,6 +224,15 @@ def load_full(path: str | Path) -> np.ndarray:
 
 
 
+def _crop_reduction(w0: int, h0: int, face_widths: list[int], face_px: int, max_pixels: int) -> int:
+    """1, 2, 4 or 8: how much a JPEG's crop copy is reduced (see load_for_crops)."""
+    narrowest = min(face_widths, default=w0)
+    r = 1
+    while r < 8 and (narrowest / (2 * r) >= face_px or w0 * h0 / (r * r) > max_pixels):
+        r *= 2
+    return r
+
+
 @_quiet
 def load_for_crops(path: str | Path, face_widths: list[int], *, face_px: int = CROP_FACE_PX,
                    max_pixels: int = MAX_CROP_PIXELS) -> tuple[np.ndarray, float]:
@@ -236,12 +247,54 @@ def load_for_crops(path: str | Path, face_widths: list[int], *, face_px: int = C
         orientation, _ = _exif_facts(im)
         w0, h0 = im.size
         if im.format == "JPEG":
-            narrowest = min(face_widths, default=w0)
-            r = 1
-            while r < 8 and (narrowest / (2 * r) >= face_px or w0 * h0 / (r * r) > max_pixels):
-                r *= 2
+            r = _crop_reduction(w0, h0, face_widths, face_px, max_pixels)
             if r > 1:
                 im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
         _load(im, path)
         factor = w0 / im.size[0]
         return np.asarray(_finish(im, orientation), dtype=np.uint8), factor
+
+
+@dataclass(frozen=True)
+class FaceRegions:
+    """Each face's neighbourhood, cut from the copy `load_for_crops` would decode, never the whole copy."""
+
+    pixels: list[np.ndarray]  # RGB uint8, as shown
+    origins: list[tuple[int, int]]  # (x, y) of each region in the copy
+    factor: float  # full-resolution pixels per pixel of the copy
+    size: tuple[int, int]  # the copy's (width, height), as shown
+
+
+@_quiet
+def load_face_regions(path: str | Path, boxes: list[tuple[int, int, int, int]], *, margin: float = 1.0,
+                      face_px: int = CROP_FACE_PX, max_pixels: int = MAX_CROP_PIXELS) -> FaceRegions:
+    """The same copy as `load_for_crops`, of which only each face's neighbourhood becomes an array: its
+    box (top, right, bottom, left in full-resolution pixels as shown) grown by `margin` box sizes on
+    every side, room enough for the landmarks and the aligned chip, which come out as from the whole
+    copy. A 100-megapixel panorama's copy at 1/2 (25 MP) is decoded once and never copied whole."""
+    path = Path(path)
+    im = _open(path)
+    with im:
+        orientation, _ = _exif_facts(im)
+        w0, h0 = im.size
+        if im.format == "JPEG":
+            r = _crop_reduction(w0, h0, [b[1] - b[3] for b in boxes], face_px, max_pixels)
+            if r > 1:
+                im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
+        _load(im, path)
+        factor = w0 / im.size[0]
+        shown: Image.Image = im
+        for op in _TRANSPOSE.get(orientation, ()):
+            shown = shown.transpose(op)
+        if shown.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            shown = _finish(shown, 1)  # 16-bit samples are scaled by the whole image's range
+        width, height = shown.size
+        pixels, origins = [], []
+        for top, right, bottom, left in boxes:
+            t, r_, b, l = top / factor, right / factor, bottom / factor, left / factor
+            mx, my = (r_ - l) * margin, (b - t) * margin
+            x0, y0 = max(0, math.floor(l - mx)), max(0, math.floor(t - my))
+            x1, y1 = min(width, math.ceil(r_ + mx)), min(height, math.ceil(b + my))
+            pixels.append(np.asarray(_finish(shown.crop((x0, y0, x1, y1)), 1), dtype=np.uint8))
+            origins.append((x0, y0))
+        return FaceRegions(pixels, origins, factor, (width, height))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import __version__, faces
-from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_for_crops, pixel_budget, taken_at
+from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_face_regions, pixel_budget, taken_at
 from .errors import IndexFullError, PhotoError, PhototagError, SchemeError, TagWriteError
 from .groups import estimate, get_scheme
 from .index import Index, pack_distribution
@@ -175,13 +175,16 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
         if boxes:
             full_boxes = list(known) if known is not None else [b.scaled(d.scale, d.width, d.height) for b in boxes]
             if d.scale > 1.0001 and min(b.width for b in boxes) < CROP_FACE_PX:
-                # cut the faces from a copy only as large as they need
-                image, factor = load_for_crops(path, [b.width for b in full_boxes])
+                # cut the faces from a copy only as large as they need, each from its own neighbourhood
+                regions = load_face_regions(path, [(b.top, b.right, b.bottom, b.left) for b in full_boxes])
+                for fb, pixels, (x0, y0) in zip(full_boxes, regions.pixels, regions.origins):
+                    b = fb.scaled(1 / regions.factor, *regions.size)
+                    local = faces.Box(b.top - y0, b.right - x0, b.bottom - y0, b.left - x0)
+                    chips.append(faces.align_and_crop(pixels, local).chip)
             else:  # the detection copy holds every face large enough: no second decode
-                image, factor = d.pixels, d.scale
-            for fb in full_boxes:
-                crop = faces.align_and_crop(image, fb.scaled(1 / factor, image.shape[1], image.shape[0]))
-                chips.append(crop.chip)
+                for fb in full_boxes:
+                    box = fb.scaled(1 / d.scale, d.pixels.shape[1], d.pixels.shape[0])
+                    chips.append(faces.align_and_crop(d.pixels, box).chip)
         kept = np.stack(chips) if keep_chips and chips else None
         return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), kept,
                         seen=seen, content=content)

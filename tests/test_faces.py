@@ -110,3 +110,35 @@ def test_descriptor_is_128_d_and_stable(astronaut):
     assert d.shape == (2, 128)
     assert np.linalg.norm(d[0] - d[1]) < 0.35  # a mirrored face is the same person to dlib
     assert faces.describe([]).shape == (0, 128)
+
+
+def test_a_face_cut_from_its_neighbourhood_is_the_chip_cut_from_the_whole_copy(tmp_path, astronaut):
+    """A scan decodes only each face's neighbourhood into an array (decode.load_face_regions): the
+    landmarks and the aligned chip must be bit-identical to those from the whole reduced copy, for
+    faces in the middle, at the edge, and in a photo stored rotated (EXIF orientation 6)."""
+    from PIL import Image
+
+    from phototag.decode import load_face_regions, load_for_crops
+
+    from .conftest import exif_bytes, save_jpeg
+
+    head = np.asarray(Image.fromarray(astronaut[20:260, 120:330]).resize((840, 960)))  # faces 350 px wide
+    canvas = np.full((2400, 6000, 3), 120, np.uint8)
+    spots = [(700, 2500), (1440, 5160), (0, 0)]  # the middle, the bottom-right and top-left corners
+    for y, x in spots:
+        canvas[y : y + 960, x : x + 840] = head
+    plain = save_jpeg(tmp_path / "wide.jpg", canvas, exif_bytes())
+    stored = np.ascontiguousarray(np.rot90(canvas, 1))  # orientation 6 shows it turned back upright
+    rotated = save_jpeg(tmp_path / "rotated.jpg", stored, exif_bytes(orientation=6))
+    for photo in (plain, rotated):
+        found = [faces.Box(y + 252, x + 584, y + 600, x + 236) for y, x in spots]  # the face in each head
+        whole, factor = load_for_crops(photo, [b.width for b in found])
+        regions = load_face_regions(photo, [(b.top, b.right, b.bottom, b.left) for b in found])
+        assert factor == regions.factor == 2.0 and regions.size == (whole.shape[1], whole.shape[0])
+        assert sum(p.size for p in regions.pixels) < whole.size / 4  # only neighbourhoods became arrays
+        for fb, pixels, (x0, y0) in zip(found, regions.pixels, regions.origins):
+            b = fb.scaled(1 / factor, whole.shape[1], whole.shape[0])
+            expected = faces.align_and_crop(whole, b)
+            got = faces.align_and_crop(pixels, faces.Box(b.top - y0, b.right - x0, b.bottom - y0, b.left - x0))
+            assert got.chip.shape == expected.chip.shape and np.array_equal(got.chip, expected.chip)
+            assert [(x + x0, y + y0) for x, y in got.landmarks] == list(expected.landmarks)
