@@ -2,7 +2,7 @@
 
     python -m bench.tune_detection --library /tmp/library [--n 40]
 
-Chose the defaults of `phototag scan` and `--thorough` (see the README's Performance section).
+Chose the defaults of `phototag scan` and `--thorough` (see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ INTERVAL = 0.80
 # How a model's distribution becomes the one age phototag shows; the model's card names it
 # (phototag.model). "mean": the expected age. "mode": the most probable whole year, which the
 # fine-tuned network's children need: their distributions are sharp at the true age with a long tail
-# towards older ages, which drags the mean up (README, Model: UTKFace validation, ages 0-12).
+# towards older ages, which drags the mean up (docs/model.md: UTKFace validation, ages 0-12).
 POINTS = ("mean", "mode")
 
 

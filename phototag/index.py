@@ -1,6 +1,6 @@
 """The SQLite index: schema, upserts, queries, the scan lock.
 
-Tables (see the README for every column): `photos` (one row per file, keyed by path, with its content
+Tables (see docs/index.md for every column): `photos` (one row per file, keyed by path, with its content
 hash so moved files are recognised), `faces` (one row per face, with the age distribution as 101
 float16 values so any scheme can regroup it without the model), `runs` (one row per scan). WAL mode:
 queries run while a scan writes and see only committed photos. All SQL is parameterised.

@@ -117,7 +117,7 @@ _RELIABILITY: list[dict] = []
 
 @pytest.fixture
 def reliability():
-    """Record a fault or bad input that a test tried, how often, and the outcome (for the README's table)."""
+    """Record a fault or bad input that a test tried, how often, and the outcome (for docs/reliability.md's table)."""
 
     def record(fault: str, tries: int, outcome: str) -> None:
         _RELIABILITY.append({"fault": fault, "tries": tries, "outcome": outcome})

@@ -1,4 +1,4 @@
-"""Render reports/reliability.json (written by a full test run) into the README's Reliability section.
+"""Render reports/reliability.json (written by a full test run) into docs/reliability.md's table.
 
     uv run --extra test pytest && uv run python -m tests.reliability_table
 """
@@ -32,15 +32,15 @@ def main() -> int:
     rows = json.loads(data.read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip() or "unknown"
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "reliability.md"
     text = readme.read_text()
     if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} section", file=sys.stderr)
+        print(f"{readme} has no {START} ... {END} section", file=sys.stderr)
         return 1
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     readme.write_text(head + render(rows, commit) + tail)
-    print(f"README.md: {len(rows)} rows")
+    print(f"docs/reliability.md: {len(rows)} rows")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""export, the browsing views (through the sqlite-utils CLI, as the README shows), contact sheets, and
+"""export, the browsing views (through the sqlite-utils CLI, as docs/index.md shows), contact sheets, and
 annotated copies."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_export_takes_the_query_filters_and_formats_agree(scanned, tmp_path):
 
 
 def test_views_answer_the_readme_queries_through_sqlite_utils(scanned):
-    """The README's sqlite-utils examples, run as written, against the views."""
+    """The sqlite-utils examples of docs/index.md, run as written, against the views."""
     lib, db = scanned
     cli = shutil.which("sqlite-utils", path=str(Path(sys.executable).parent))
     assert cli, "sqlite-utils is a dependency; its CLI comes with it"

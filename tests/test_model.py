@@ -56,7 +56,7 @@ def test_predictions_are_distributions(astronaut):
         assert np.allclose(p.distribution.sum(axis=1), 1, atol=1e-5)
         assert (p.female is None) == (not m.has_gender)
         ages = p.distribution @ np.arange(101)
-        # The same adult face four ways (the README's Model section): each model reads a grown face
+        # The same adult face four ways (docs/model.md): each model reads a grown face
         # every time. The head reads 34-35; the network 19-31, its grey copy youngest.
         assert ages.min() >= 16 and ages.max() <= 45 and ages.max() - ages.min() < 13, (m.model_id, ages)
         assert m.runtime == "litert"

@@ -1,5 +1,5 @@
 """Two models on the same faces: UTKFace test (clean and degraded as old prints), fgnet-dev and
-adience-dev, for the card and the README's Model section.
+adience-dev, for the card and docs/model.md.
 
 A model that learned from fgnet-dev's people is given its card's cross-validated figure there (fold
 models that never saw the people they were measured on), never its score on faces it learned from.
