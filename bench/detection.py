@@ -52,12 +52,11 @@ def _boxes_cnn(pixels: np.ndarray, side: int) -> tuple[list[list[float]], float]
     from PIL import Image
 
     from phototag import faces
-
     h, w = pixels.shape[:2]
     f = 1.0 if not side or max(h, w) <= side else side / max(h, w)
     img = pixels if f == 1.0 else np.asarray(Image.fromarray(pixels).resize((round(w * f), round(h * f)), Image.BILINEAR))
     t = time.perf_counter()
-    dets = faces.engine().detect([img], threshold=min(THRESHOLDS))[0]
+    dets = faces.face_engine().detect([img], threshold=min(THRESHOLDS))[0]
     dt = time.perf_counter() - t
     return [[d.left / f, d.top / f, (d.right + 1) / f, (d.bottom + 1) / f, d.confidence] for d in dets], dt
 
@@ -65,8 +64,8 @@ def _boxes_cnn(pixels: np.ndarray, side: int) -> tuple[list[list[float]], float]
 def measure(path: str, detect_size: int, sides: tuple[int, ...]) -> dict[str, Any]:
     """One photo: the decode, HOG's boxes, and the CNN's boxes at each scale, with their seconds."""
     from phototag import faces
-    from phototag.decode import decode
-    from phototag.pipeline import _upsample
+    from phototag.scan.decode import decode
+    from phototag.scan.analyse import _upsample
 
     t = time.perf_counter()
     d = decode(path, detect_size)
@@ -92,15 +91,15 @@ def _init() -> None:
     """One engine thread per worker, and everything loaded before the first photo is timed."""
     os.environ["PHOTOTAG_ENGINE_THREADS"] = "1"
     from phototag import faces
-
-    faces._api()
-    faces.engine().detect([np.zeros((100, 100, 3), np.uint8)])
-    faces.engine().describe([np.zeros((150, 150, 3), np.uint8)])
+    from phototag.runtime import face_recognition_api
+    face_recognition_api()
+    faces.face_engine().detect([np.zeros((100, 100, 3), np.uint8)])
+    faces.face_engine().describe([np.zeros((150, 150, 3), np.uint8)])
 
 
 def _overlap(a: list[float], b: list[float]) -> bool:
     """The same face, as `phototag.faces.detect` decides it (IoU 0.3, or a centre inside the other)."""
-    from phototag.faces import Box, _overlaps
+    from phototag.faces.detection import Box, _overlaps
 
     box = lambda v: Box(round(v[1]), round(v[2]), round(v[3]), round(v[0]))  # noqa: E731  (l, t, r, b)
     return _overlaps(box(a), box(b))
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("bench/results/detection"))
     args = ap.parse_args(argv)
-    from phototag.decode import DEFAULT_DETECT_SIZE
+    from phototag.scan.decode import DEFAULT_DETECT_SIZE
 
     results = []
     if args.wider:

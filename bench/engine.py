@@ -44,7 +44,6 @@ def _real_inputs(wider: Path | None) -> tuple[np.ndarray, list[tuple[str, np.nda
     from skimage import data
 
     from phototag import faces
-
     img = data.astronaut()
     chip = faces.align_and_crop(img, faces.detect(img, model="hog")[0]).chip
     photos = [("astronaut 512x512", img)]
@@ -80,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
-    from phototag import engine
-
+    from phototag.faces import engine
     if args.inputs:
         saved = np.load(args.inputs)
         chip, want = saved["chip"], saved["want"]

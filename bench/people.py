@@ -49,10 +49,10 @@ def bcubed(labels: list[Any], truth: list[Any]) -> tuple[float, float]:
 
 
 def _scan(folder: Path, db: Path, **options: Any) -> Any:
-    from phototag.index import Index
-    from phototag.model import load_model
-    from phototag.pipeline import ScanOptions, scan
-    from phototag.tags import NullWriter
+    from phototag.store.index import Index
+    from phototag.ages.model import load_model
+    from phototag.scan.pipeline import ScanOptions, scan
+    from phototag.tags.exif import NullWriter
 
     with Index(db) as index:
         return scan([folder], index, load_model(None), writer=NullWriter("--no-exif", tidy=True),
@@ -97,8 +97,8 @@ def _fgnet_faces(db: Path, births: dict[str, dt.date]) -> list[dict[str, Any]]:
 
 
 def fgnet(folder: Path, work: Path) -> dict[str, Any]:
-    from phototag.index import Index
-    from phototag.people import PeopleError, name_person
+    from phototag.store.index import Index
+    from phototag.people.update import PeopleError, name_person
 
     births = {r["subject"]: dt.date.fromisoformat(r["birth_date"]) for r in csv.DictReader(open(folder / "births.csv"))}
     db = work / "fgnet.db"
@@ -147,8 +147,8 @@ def fgnet(folder: Path, work: Path) -> dict[str, Any]:
 
 SCALE_SCRIPT = """
 import resource, sys, time, json
-from phototag.index import Index
-from phototag.people import update_people
+from phototag.store.index import Index
+from phototag.people.update import update_people
 with Index(sys.argv[1]) as index:
     t = time.perf_counter()
     u = update_people(index)
@@ -164,7 +164,8 @@ def synthetic(db: Path, people: int, per_person: int, *, start: int = 0, seed: i
     """Faces of made-up people: descriptors spread as dlib's are (0.4 within a person, 0.9 between),
     one face per photo, taken over ten years, each with an age estimate centred on the true age (sd 3
     years), as the model's are. Returns the people's descriptor centres and birth days."""
-    from phototag.index import Index, pack_distribution
+    from phototag.ages.groups import pack_distribution
+    from phototag.store.index import Index
 
     rng = np.random.default_rng(seed)
     if centres is None:
@@ -212,7 +213,7 @@ def scale(n: int, work: Path) -> dict[str, Any]:
 def scan_speed(library: Path, work: Path) -> dict[str, Any]:
     """The bench/ library scanned with and without people, alternately, twice each."""
     from bench.run import run_scan
-    from phototag.pipeline import ScanOptions
+    from phototag.scan.pipeline import ScanOptions
 
     truth = json.loads((library / "truth.json").read_text())
     out: dict[str, list[float]] = {"people": [], "no_people": []}

@@ -161,10 +161,10 @@ class Accuracy:
 # -- the runs ---------------------------------------------------------------------------------
 
 def run_scan(lib: Path, db: Path, truth: dict, options: Any, model_path: Path | None = None) -> dict[str, Any]:
-    from phototag.index import Index
-    from phototag.model import load_model
-    from phototag.pipeline import scan
-    from phototag.tags import ExifWriter
+    from phototag.store.index import Index
+    from phototag.ages.model import load_model
+    from phototag.scan.pipeline import scan
+    from phototag.tags.exif import ExifWriter
 
     model = load_model(model_path)
     model.warm()  # load outside the timing, as a long scan would
@@ -184,10 +184,10 @@ def run_scan(lib: Path, db: Path, truth: dict, options: Any, model_path: Path | 
 
 
 def run_rescan(lib: Path, db: Path, options: Any) -> dict[str, Any]:
-    from phototag.index import Index
-    from phototag.model import load_model
-    from phototag.pipeline import scan
-    from phototag.tags import ExifWriter
+    from phototag.store.index import Index
+    from phototag.ages.model import load_model
+    from phototag.scan.pipeline import scan
+    from phototag.tags.exif import ExifWriter
 
     with Index(db) as index, Meter() as m:
         summary = scan([lib], index, load_model(None), writer=ExifWriter(), options=options)
@@ -199,8 +199,8 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
     import face_recognition
     from PIL import Image, ImageOps
 
-    from phototag.groups import point_ages
-    from phototag.model import load_model
+    from phototag.ages.groups import point_ages
+    from phototag.ages.model import load_model
 
     model = load_model(None)
     model.warm()
@@ -233,14 +233,15 @@ def run_naive(lib: Path, truth: dict, names: list[str]) -> dict[str, Any]:
 def profile(lib: Path, names: list[str], options: Any) -> dict[str, float]:
     """Seconds per photo in each stage, one process, on `names`."""
     from phototag import faces
-    from phototag.decode import CROP_FACE_PX, decode, load_for_crops
-    from phototag.pipeline import _upsample
-    from phototag.model import load_model
-    from phototag.tags import ExifWriter, TagRecord
+    from phototag.runtime import face_recognition_api
+    from phototag.scan.decode import CROP_FACE_PX, decode, load_for_crops
+    from phototag.scan.analyse import _upsample
+    from phototag.ages.model import load_model
+    from phototag.tags.exif import ExifWriter, TagRecord
 
     model = load_model(None)
     model.warm()
-    faces._api()
+    face_recognition_api()
     t = dict.fromkeys(["decode", "detect", "cnn_verify", "crop_decode", "align", "describe", "model", "exif_write"], 0.0)
     work = Path(tempfile.mkdtemp(prefix="phototag-profile-"))
     for rel in names:
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
 
-    from phototag.pipeline import ScanOptions
+    from phototag.scan.pipeline import ScanOptions
 
     truth = json.loads((args.library / "truth.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="phototag-bench-"))

@@ -43,7 +43,7 @@ def _first(out: Any) -> np.ndarray:
 
 
 def measure(keras_only: bool = False, model_path: Path | None = None) -> dict[str, Any]:
-    from phototag.model import MODELS_DIR, _LiteRT, import_keras, load_model
+    from phototag.ages.model import MODELS_DIR, _LiteRT, import_keras, load_model
 
     keras = import_keras()
     model_path = model_path or MODELS_DIR / "age-dlib-mlp"

@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=40)
     args = ap.parse_args(argv)
     from phototag import faces
-    from phototag.decode import decode
+    from phototag.runtime import face_recognition_api
+    from phototag.scan.decode import decode
 
-    api = faces._api()
+    api = face_recognition_api()
     truth = json.loads((args.library / "truth.json").read_text())
     names = sorted(truth["photos"])[: args.n]
     for size, up, below in CONFIGS:

@@ -16,11 +16,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "scan": "pipeline", "ScanOptions": "pipeline", "ScanSummary": "pipeline",
-    "Index": "index", "QueryFilters": "index", "query": "index",
-    "load_model": "model", "AgeModel": "model",
-    "Scheme": "groups", "get_scheme": "groups", "estimate": "groups", "PRESETS": "groups",
-    "ExifWriter": "tags", "NullWriter": "tags", "read_tags": "tags",
+    "scan": "scan.pipeline", "ScanOptions": "scan.pipeline", "ScanSummary": "scan.pipeline",
+    "Index": "store.index", "QueryFilters": "store.queries", "query": "store.queries",
+    "load_model": "ages.model", "AgeModel": "ages.model",
+    "Scheme": "ages.groups", "get_scheme": "ages.groups", "estimate": "ages.groups", "PRESETS": "ages.groups",
+    "ExifWriter": "tags.exif", "NullWriter": "tags.exif", "read_tags": "tags.exif",
     "detect": "faces", "align_and_crop": "faces",
     "PhototagError": "errors",
 }

@@ -1,5 +1,5 @@
 """`python -m phototag`: the same command as `phototag`."""
 
-from .cli import run
+from .cli.main import run
 
 run()

@@ -38,3 +38,7 @@ class TagWriteError(PhotoError):
 class IndexFullError(PhototagError):
     """The disk (or the size limit) that holds the index is full: what was committed stays, the rest is
     done by the next run with room."""
+
+
+class PeopleError(PhototagError):
+    """A people command that cannot be carried out; nothing was changed."""

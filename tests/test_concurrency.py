@@ -8,8 +8,8 @@ import time
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.index import Index
-from phototag.tags import image_data, read_tags
+from phototag.store.index import Index
+from phototag.tags.exif import image_data, read_tags
 
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def test_a_second_scan_waits_for_the_first_with_wait(library, tmp_path, reliabil
 def test_two_scans_of_different_indexes_over_the_same_photos(library, tmp_path, reliability):
     folder = library / "2019"
     originals = {p: p.read_bytes() for p in folder.rglob("*.*")}
-    procs = [subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(folder), "--db",
+    procs = [subprocess.Popen([sys.executable, "-m", "phototag", "scan", str(folder), "--db",
                                str(tmp_path / f"{i}.db"), "--workers", "1", "--scheme", s],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i, s in enumerate(("ten", "three"))]
@@ -74,7 +74,7 @@ def test_a_scan_needs_no_network(library, tmp_path, reliability):
 def _race_once(monkeypatch, between):
     """Run `between(path)` once, after the writer has read and staged the photo and before it replaces
     it: the window in which another scan or tool can rewrite the file. No timing luck involved."""
-    import phototag.tags as tags
+    import phototag.tags.exif as tags
 
     real = tags.atomic_replace
     calls = []
@@ -91,7 +91,7 @@ def _race_once(monkeypatch, between):
 
 def test_a_metadata_only_change_between_read_and_write_is_merged_not_failed(tmp_path, astronaut, monkeypatch,
                                                                           reliability):
-    from phototag.tags import ExifWriter, TagRecord
+    from phototag.tags.exif import ExifWriter, TagRecord
 
     from .conftest import exif_bytes, exiftool, save_jpeg
 
@@ -105,7 +105,7 @@ def test_a_metadata_only_change_between_read_and_write_is_merged_not_failed(tmp_
         exif = __import__("piexif").load(str(path))
         exif["0th"][0x9C9E] = tuple("Holiday;Beach;Age group: Middle".encode("utf-16-le") + b"\0\0")
         data = path.read_bytes()
-        from phototag.tags import splice_exif
+        from phototag.tags.exif import splice_exif
         path.write_bytes(splice_exif(data, __import__("piexif").dump(exif)))
 
     calls = _race_once(monkeypatch, other_scan_and_user)
@@ -124,7 +124,7 @@ def test_a_metadata_only_change_between_read_and_write_is_merged_not_failed(tmp_
 def test_new_image_data_between_read_and_write_is_left_untouched(tmp_path, astronaut, monkeypatch):
     import pytest
 
-    from phototag.tags import ExifWriter, PhotoChangedError, TagRecord
+    from phototag.tags.exif import ExifWriter, PhotoChangedError, TagRecord
 
     from .conftest import exif_bytes, save_jpeg
 
@@ -140,7 +140,7 @@ def test_new_image_data_between_read_and_write_is_left_untouched(tmp_path, astro
 def test_two_scans_race_on_every_photo_and_both_finish(library, tmp_path, monkeypatch):
     """The CLI end to end: a second scan (of another index) tags each photo inside the first one's
     read-to-write window; the first scan still exits 0 and every photo ends with its tags."""
-    import phototag.tags as tags
+    import phototag.tags.exif as tags
 
     folder = library / "2019"
     other = tags.TagRecord(model="m@1", scheme="three", keywords=["Age group: Middle"], faces=[])

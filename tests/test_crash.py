@@ -21,8 +21,8 @@ import piexif
 import pytest
 from PIL import Image
 
-from phototag.tags import _USER_COMMENT, _XP_KEYWORDS, decode_xp, image_data
-from phototag.walk import TEMP_NAME
+from phototag.tags.exif import _USER_COMMENT, _XP_KEYWORDS, decode_xp, image_data
+from phototag.scan.walk import TEMP_NAME
 
 from .conftest import exif_bytes, group_photo, save_jpeg
 
@@ -92,7 +92,7 @@ def test_sigkill_at_random_moments_never_loses_a_photo(tmp_path, astronaut, reli
     started = time.monotonic()
 
     def scan(scheme: str, *extra: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db), "--workers", "1",
+        cmd = [sys.executable, "-m", "phototag", "scan", str(lib), "--db", str(db), "--workers", "1",
                "--batch-size", "4", "--scheme", scheme, "-q", *extra]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -122,7 +122,7 @@ def test_sigkill_at_random_moments_never_loses_a_photo(tmp_path, astronaut, reli
     empty = tmp_path / "empty"
     empty.mkdir()
     t = time.monotonic()
-    subprocess.run([sys.executable, "-m", "phototag.cli", "scan", str(empty), "--db", str(tmp_path / "e.db"), "-q"],
+    subprocess.run([sys.executable, "-m", "phototag", "scan", str(empty), "--db", str(tmp_path / "e.db"), "-q"],
                    check=True)
     startup = time.monotonic() - t
     t = time.monotonic()

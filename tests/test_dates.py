@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.dates import filter_date, from_exif, valid_taken_at
-from phototag.decode import decode
-from phototag.index import Index
+from phototag.store.dates import filter_date, from_exif, valid_taken_at
+from phototag.scan.decode import decode
+from phototag.store.index import Index
 
 from .conftest import exif_bytes, group_photo, save_jpeg
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phototag.decode import decode, load_full
+from phototag.scan.decode import decode, load_full
 from phototag.errors import PhotoError
 
 from .conftest import exif_bytes, save_jpeg
@@ -40,7 +40,7 @@ def test_a_wide_photo_keeps_the_pixel_budget_not_the_long_side(tmp_path):
 
 
 def test_faces_are_cut_from_a_copy_only_as_large_as_they_need(tmp_path):
-    from phototag.decode import load_for_crops
+    from phototag.scan.decode import load_for_crops
 
     rng = np.random.default_rng(0)
     p = save_jpeg(tmp_path / "big.jpg", rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
@@ -71,9 +71,9 @@ def test_bad_files_give_one_clear_reason(tmp_path, content, reason):
 
 
 def test_truncated_jpeg_is_an_error_even_after_face_recognition_loads(tmp_path, astronaut):
-    from phototag import faces
+    from phototag.runtime import face_recognition_api
 
-    faces._api()  # face_recognition turns on LOAD_TRUNCATED_IMAGES; we must turn it off again
+    face_recognition_api()  # face_recognition turns on LOAD_TRUNCATED_IMAGES; we must turn it off again
     good = save_jpeg(tmp_path / "g.jpg", astronaut).read_bytes()
     p = tmp_path / "t.jpg"
     p.write_bytes(good[: len(good) // 2])

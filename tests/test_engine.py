@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phototag import engine, faces, mmod
-from phototag.dlib_dat import read_dat
+from phototag import faces
+
+from phototag.faces import engine
+
+from phototag.faces import mmod
+from phototag.faces.dlib_dat import read_dat
 from phototag.errors import ModelError
-from phototag.model import MODELS_DIR
+from phototag.ages.model import MODELS_DIR
 
 from .conftest import ROOT, group_photo
 
@@ -153,7 +157,7 @@ def test_the_converted_files_are_found_checked_and_used():
     engine.get_engine.cache_clear()
     try:
         assert isinstance(engine.get_engine(), engine.LiteRTEngine)
-        assert isinstance(faces.engine(), engine.LiteRTEngine)
+        assert isinstance(faces.face_engine(), engine.LiteRTEngine)
     finally:
         engine.get_engine.cache_clear()
 
@@ -218,10 +222,10 @@ def test_a_scan_never_imports_tensorflow(tmp_path, astronaut):
     code = (
         "import sys, json\n"
         "from pathlib import Path\n"
-        "from phototag.pipeline import scan, ScanOptions\n"
-        "from phototag.index import Index\n"
-        "from phototag.model import load_model\n"
-        "from phototag.tags import ExifWriter\n"
+        "from phototag.scan.pipeline import scan, ScanOptions\n"
+        "from phototag.store.index import Index\n"
+        "from phototag.ages.model import load_model\n"
+        "from phototag.tags.exif import ExifWriter\n"
         f"root = Path({str(tmp_path)!r})\n"
         "with Index(root / 'index.db') as index:\n"
         "    s = scan([root / 'photos'], index=index, model=load_model(), writer=ExifWriter(),"

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from phototag.annotate import PALETTE
+from phototag.render.annotate import PALETTE
 from phototag.cli import app
-from phototag.groups import get_scheme
+from phototag.ages.groups import get_scheme
 
 from .conftest import exif_bytes, group_photo, save_jpeg
 
@@ -144,8 +144,9 @@ def test_contact_sheet_lays_out_the_matching_faces(scanned, tmp_path, astronaut)
     r = run("contact-sheet", "--db", db, "--group", group.lower(), "--out", out, "--size", "100", "--columns", "4")
     n = len(index_rows(db, f"SELECT id FROM faces WHERE age_group = '{group}'"))
     assert r.exit_code == 0 and r.stdout == f"{n} faces on {out}\n", r.output
-    from phototag.index import Index, QueryFilters, query
-    from phototag.sheet import SheetOptions, contact_sheet
+    from phototag.store.index import Index
+    from phototag.store.queries import QueryFilters, query
+    from phototag.render.sheet import SheetOptions, contact_sheet
 
     with Index(db) as ix:
         faces = query(ix, QueryFilters(groups=(group,)))
@@ -178,7 +179,7 @@ def test_contact_sheet_lays_out_the_matching_faces(scanned, tmp_path, astronaut)
 @pytest.mark.parametrize("size", [(400, 300), (6000, 4000)])
 def test_annotated_labels_scale_with_the_photo(tmp_path, astronaut, size):
     """Readable at any size: the label's height is a steady share of the photo, never under 12 px."""
-    from phototag.annotate import annotate
+    from phototag.render.annotate import annotate
 
     w, h = size
     photo = tmp_path / "p.jpg"

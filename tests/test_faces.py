@@ -1,7 +1,7 @@
 import numpy as np
 
 from phototag import faces
-
+from phototag.faces import detection  # the module, for its private parts
 from .conftest import ASTRONAUT_BOX, ASTRONAUT_BOX_CNN, group_photo
 
 
@@ -40,7 +40,7 @@ def test_the_default_detection_on_a_large_photo_uses_a_smaller_copy_for_the_cnn(
     photo = np.full((1100, 1600, 3), 120, np.uint8)
     for x in (150, 950):
         photo[200:680, x : x + 420] = head
-    cnn = faces._cnn_boxes(photo, 0, faces.CNN_PIXELS)
+    cnn = detection._cnn_boxes(photo, 0, detection.CNN_PIXELS)
     hog = faces.detect(photo, model="hog")
     assert len(cnn) == 2 and len(hog) == 2  # both detectors find both faces, in different boxes
     assert all(b.width > 150 for b, _ in cnn) and {b for b, _ in cnn} != set(hog)
@@ -49,7 +49,7 @@ def test_the_default_detection_on_a_large_photo_uses_a_smaller_copy_for_the_cnn(
     small = np.asarray(Image.fromarray(photo).resize((800, 550), Image.BILINEAR))
     wide = np.full((1100, 1600, 3), 120, np.uint8)
     wide[:550, :800] = small
-    assert faces._cnn_boxes(wide, 0, faces.CNN_PIXELS) == [] and len(faces.detect(wide)) == 2
+    assert detection._cnn_boxes(wide, 0, detection.CNN_PIXELS) == [] and len(faces.detect(wide)) == 2
 
 
 def test_the_default_detection_doubles_hog_for_small_faces(astronaut):
@@ -118,7 +118,7 @@ def test_a_face_cut_from_its_neighbourhood_is_the_chip_cut_from_the_whole_copy(t
     faces in the middle, at the edge, and in a photo stored rotated (EXIF orientation 6)."""
     from PIL import Image
 
-    from phototag.decode import load_face_regions, load_for_crops
+    from phototag.scan.decode import load_face_regions, load_for_crops
 
     from .conftest import exif_bytes, save_jpeg
 

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.index import Index
+from phototag.store.index import Index
 
 from .conftest import exif_bytes, exiftool, group_photo, save_jpeg
 
@@ -88,7 +88,7 @@ def test_every_bad_input_gets_one_line_and_the_run_carries_on(tmp_path, astronau
     lines = r.stderr.splitlines()
     failures = {k: v for k, v in expect.items() if v is not None}
     assert len(lines) == len(failures), lines
-    from phototag.cli import printable
+    from phototag.cli.common import printable
 
     for name, reason in failures.items():
         line = f"phototag: {printable(str(lib / name))}: {reason}"
@@ -114,7 +114,7 @@ def test_every_bad_input_gets_one_line_and_the_run_carries_on(tmp_path, astronau
 
 def test_disk_full_while_writing_leaves_the_photo_untouched(tmp_path, astronaut, monkeypatch, reliability):
     """ENOSPC at the write of the staged copy: the original stays as it was, the failure is reported."""
-    import phototag.tags as tags
+    import phototag.tags.atomic as tags
 
     lib = tmp_path / "lib"
     photo = save_jpeg(lib / "a.jpg", astronaut, exif_bytes())
@@ -142,7 +142,7 @@ def test_disk_full_while_writing_leaves_the_photo_untouched(tmp_path, astronaut,
 
 
 def test_a_file_deleted_between_listing_and_reading(tmp_path, astronaut, monkeypatch, reliability):
-    import phototag.pipeline as pipeline
+    import phototag.scan.pipeline as pipeline
 
     lib = tmp_path / "lib"
     save_jpeg(lib / "a.jpg", astronaut)
@@ -166,7 +166,7 @@ def test_a_file_replaced_between_reading_and_writing_is_left_as_it_is(tmp_path, 
                                                                      reliability):
     """Another program saves a new version while the faces of the old one are being found: the new
     file is never overwritten with a tagged copy of the old one, and the next run scans it."""
-    import phototag.pipeline as pipeline
+    import phototag.scan.pipeline as pipeline
 
     lib = tmp_path / "lib"
     photo = save_jpeg(lib / "a.jpg", astronaut, exif_bytes())
@@ -218,7 +218,7 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path, astronaut, reliability):
         db = tmp_path / f"{sig.name}.db"
         # As from a terminal: a shell's background job inherits SIGINT ignored (POSIX), and Python then
         # keeps it ignored, as phototag should. So the child starts with SIGINT's default whatever ran pytest.
-        proc = subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db),
+        proc = subprocess.Popen([sys.executable, "-m", "phototag", "scan", str(lib), "--db", str(db),
                                  "--workers", "1", "--batch-size", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -264,7 +264,7 @@ def test_query_and_stats_work_while_a_scan_writes(tmp_path, astronaut, reliabili
     for i in range(16):
         save_jpeg(lib / f"{i:02d}.jpg", group_photo(astronaut, n=1, size=(700, 500)))
     db = tmp_path / "i.db"
-    proc = subprocess.Popen([sys.executable, "-m", "phototag.cli", "scan", str(lib), "--db", str(db),
+    proc = subprocess.Popen([sys.executable, "-m", "phototag", "scan", str(lib), "--db", str(db),
                              "--workers", "1", "--batch-size", "1", "-q"], stderr=subprocess.PIPE, text=True)
     counts, reads = [], 0
     while proc.poll() is None:

@@ -38,9 +38,9 @@ def test_chips_are_the_aligned_crops_phototag_cuts(tmp_path, astronaut):
 
 def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp_path, astronaut, monkeypatch):
     monkeypatch.setenv("PHOTOTAG_CACHE", str(tmp_path / "cache"))
-    from phototag.dlib_dat import read_dat
-    from phototag.engine import source_files
-    from phototag.model import load_model
+    from phototag.faces.dlib_dat import read_dat
+    from phototag.faces.engine import source_files
+    from phototag.ages.model import load_model
     from training.chips import export_chips, load_chips
     from training.finetune import build_age_net, load_weight_files, run
     from training.ship import crossval_metrics, export, merge_crossval, merge_runs, write_card
@@ -118,8 +118,8 @@ def test_finetune_crossvalidates_by_person_and_ships_a_tflite_phototag_loads(tmp
 
 def test_packed_dlib_weights_build_the_same_network(tmp_path):
     """The float16 copy of dlib's .dat that travels to a GPU machine: same layers, weights to fp16."""
-    from phototag.dlib_dat import read_dat
-    from phototag.engine import source_files
+    from phototag.faces.dlib_dat import read_dat
+    from phototag.faces.engine import source_files
     from training.finetune import pack_dat, read_layers
 
     dat = source_files()["descriptor"]
@@ -138,8 +138,8 @@ def test_packed_dlib_weights_build_the_same_network(tmp_path):
 def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astronaut):
     """The CPU's fine-tune: dlib's weights below the cut come out as they went in, the layers above
     are trained, and the whole network computes what the two halves compute."""
-    from phototag.dlib_dat import read_dat
-    from phototag.engine import source_files
+    from phototag.faces.dlib_dat import read_dat
+    from phototag.faces.engine import source_files
     from training.chips import export_chips, load_chips
     from training.finetune import build_age_net, load_weight_files, run
     from training.frozen import features, split_at

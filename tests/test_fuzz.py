@@ -4,7 +4,7 @@ Any input either round-trips or is rejected with our own error; nothing else eve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phototag.tags import CodecError, TagRecord, decode_xp, encode_xp, merge_keywords
+from phototag.tags.exif import CodecError, TagRecord, decode_xp, encode_xp, merge_keywords
 
 keyword = st.text(min_size=1, max_size=40).filter(lambda k: k.strip() == k and k)
 

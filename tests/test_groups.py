@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from phototag.errors import SchemeError
-from phototag.groups import PRESETS, estimate, get_scheme
+from phototag.ages.groups import PRESETS, estimate, get_scheme
 
 
 def one_hot(age: int) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_unknown_scheme_names_the_choices():
 def test_estimate_many_gives_what_estimate_gives_one_by_one():
     import numpy as np
 
-    from phototag.groups import estimate, estimate_many, get_scheme
+    from phototag.ages.groups import estimate, estimate_many, get_scheme
 
     rng = np.random.default_rng(0)
     dists = rng.dirichlet(np.full(101, 0.05), 300)
@@ -99,7 +99,7 @@ def test_estimate_many_gives_what_estimate_gives_one_by_one():
 def test_the_mode_shows_the_most_probable_year_and_groups_by_it():
     """A child's distribution, sharp at 2 with a long tail towards adults: the mean reads a Child of
     about 7, the mode the Toddler of 2 that is most probable."""
-    from phototag.groups import point_ages
+    from phototag.ages.groups import point_ages
 
     p = np.zeros(101)
     p[2], p[1], p[3] = 0.5, 0.1, 0.1
@@ -116,7 +116,7 @@ def test_the_mode_shows_the_most_probable_year_and_groups_by_it():
 
 def test_an_age_chosen_before_is_kept_and_grouped():
     """The index stores the age a scan showed; regrouping under another scheme keeps it."""
-    from phototag.groups import estimate_many
+    from phototag.ages.groups import estimate_many
 
     p = np.zeros(101)
     p[6], p[40] = 0.45, 0.55

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from phototag.errors import IndexLockedError, PhototagError, SchemeError
-from phototag.index import Index, QueryFilters, pack_distribution, query, unpack_distribution
+from phototag.ages.groups import pack_distribution, unpack_distribution
+from phototag.store.index import Index
+from phototag.store.queries import QueryFilters, query
 
 
 def peaked(age: int) -> np.ndarray:
@@ -14,7 +16,7 @@ def peaked(age: int) -> np.ndarray:
 
 
 def add(index, path, taken, ages, scheme="ten"):
-    from phototag.groups import estimate, get_scheme
+    from phototag.ages.groups import estimate, get_scheme
 
     s = get_scheme(scheme)
     faces = []

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from phototag.errors import IndexFullError
-from phototag.index import Index
-from phototag.model import load_model
-from phototag.pipeline import ScanOptions, scan
-from phototag.tags import ExifWriter
+from phototag.store.index import Index
+from phototag.ages.model import load_model
+from phototag.scan.pipeline import ScanOptions, scan
+from phototag.tags.exif import ExifWriter
 
 from .conftest import exif_bytes, group_photo, save_jpeg, tree_digest
 
@@ -74,7 +74,7 @@ def test_the_index_reaching_sqlites_size_limit_stops_the_scan_with_what_was_save
 
 _FULL_DISK = textwrap.dedent("""\
     mount -t tmpfs -o size=2m tmpfs "$MNT" || exit 77
-    "$PY" -c "from phototag.index import Index; Index('$MNT/i.db').close()" || exit 1
+    "$PY" -c "from phototag.store.index import Index; Index('$MNT/i.db').close()" || exit 1
     free=$(df -k --output=avail "$MNT" | tail -n 1)
     dd if=/dev/zero of="$MNT/filler" bs=1k count=$((free - 32)) 2>/dev/null
     "$PY" -m phototag scan "$LIB" --db "$MNT/i.db" --workers 1 >"$OUT/1.out" 2>"$OUT/1.err"

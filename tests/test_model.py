@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from phototag.errors import ModelError
-from phototag.model import MODELS_DIR, DEFAULT_MODEL, load_model
+from phototag.ages.model import MODELS_DIR, DEFAULT_MODEL, load_model
 
 MLP = "age-dlib-mlp"  # the previous default: a head on dlib's descriptor, still shipped and loadable
 
@@ -37,7 +37,6 @@ def _real_chips(astronaut) -> np.ndarray:
     from PIL import Image
 
     from phototag import faces
-
     imgs = [astronaut, astronaut[:, ::-1], np.roll(astronaut, 9, axis=0),
             np.asarray(Image.fromarray(astronaut).convert("L").convert("RGB"))]
     chips = []
@@ -126,7 +125,6 @@ def test_missing_and_broken_models(tmp_path):
 def _real_descriptors(astronaut) -> np.ndarray:
     """dlib descriptors of real faces: the astronaut, mirrored, shifted, in grey."""
     from phototag import faces
-
     return faces.describe(list(_real_chips(astronaut)))
 
 
@@ -147,7 +145,7 @@ def test_litert_gives_the_keras_ages_without_tensorflow(astronaut, monkeypatch):
     ages = np.arange(101)
     assert np.abs(a.distribution @ ages - b.distribution @ ages).max() < 0.1
     assert np.abs(a.female - b.female).max() < 0.01
-    code = ("import sys, numpy as np; from phototag.model import load_model; m = load_model(); "
+    code = ("import sys, numpy as np; from phototag.ages.model import load_model; m = load_model(); "
             "m.predict_chips(np.zeros((2, 150, 150, 3), np.uint8)); print(m.runtime, 'tensorflow' in sys.modules)")
     monkeypatch.delenv("PHOTOTAG_RUNTIME")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

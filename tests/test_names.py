@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.groups import AgeGroup, Scheme
-from phototag.index import Index
-from phototag.pipeline import file_hashes, write_target
-from phototag.retag import Retagger
-from phototag.tags import ExifWriter
+from phototag.ages.groups import AgeGroup, Scheme
+from phototag.store.index import Index
+from phototag.scan.pipeline import file_hashes, write_target
+from phototag.tags.retag import Retagger
+from phototag.tags.exif import ExifWriter
 
 from .conftest import ROOT, exif_bytes, exiftool, save_jpeg, tree_digest
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from phototag.births import YEAR_DAYS, estimate_birth, usable_day
+from phototag.people.births import YEAR_DAYS, estimate_birth, usable_day
 from phototag.cli import app
 
 from .conftest import exiftool
@@ -237,7 +237,7 @@ def test_an_old_index_is_upgraded_in_place_and_described_without_detecting(famil
     """An index made by version 0.1.0 (schema 1): every row and value kept; the faces get descriptors
     from their stored boxes at the next scan, without running the detector."""
     from phototag import faces as faces_mod
-    from phototag.index import SCHEMA_VERSION, Index
+    from phototag.store.index import SCHEMA_VERSION, Index
 
     lib, new = family
     old = tmp_path / "old.db"
@@ -280,8 +280,8 @@ def test_an_old_index_is_upgraded_in_place_and_described_without_detecting(famil
 
 KILL_SCRIPT = """
 import sys, time
-from phototag.index import Index
-from phototag.people import update_people
+from phototag.store.index import Index
+from phototag.people.update import update_people
 with Index(sys.argv[1]) as index:
     print("go", flush=True)
     update_people(index)
@@ -337,7 +337,7 @@ def test_a_kill_during_a_people_update_leaves_the_index_consistent(tmp_path, rel
 # -- the parts alone ------------------------------------------------------------------------------
 
 def test_grouping_keeps_people_their_faces_and_never_joins_faces_of_one_photo():
-    from phototag.grouping import group_faces
+    from phototag.people.grouping import group_faces
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 0.05, (2, 128))

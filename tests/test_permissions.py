@@ -14,7 +14,7 @@ from .conftest import exif_bytes, save_jpeg, tree_digest, unprivileged
 
 
 def scan(*args, preexec):
-    cmd = [sys.executable, "-m", "phototag.cli", "scan", *map(str, args), "--workers", "1", "-q"]
+    cmd = [sys.executable, "-m", "phototag", "scan", *map(str, args), "--workers", "1", "-q"]
     return subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec, timeout=300)
 
 

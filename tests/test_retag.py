@@ -8,10 +8,10 @@ import sqlite3
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.groups import point_ages
-from phototag.index import unpack_distribution
-from phototag.model import DEFAULT_MODEL, MODELS_DIR, load_model
-from phototag.tags import read_tags
+from phototag.ages.groups import point_ages
+from phototag.ages.groups import unpack_distribution
+from phototag.ages.model import DEFAULT_MODEL, MODELS_DIR, load_model
+from phototag.tags.exif import read_tags
 
 from .conftest import exiftool
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from phototag.cli import app
-from phototag.index import Index
-from phototag.tags import image_data
+from phototag.store.index import Index
+from phototag.tags.exif import image_data
 
 from .conftest import ASTRONAUT_BOX_SCAN, exiftool, tree_digest
 
@@ -242,7 +242,7 @@ def test_public_api_loads_nothing_heavy():
 
 
 def test_a_photo_without_faces_loses_tags_an_earlier_scan_wrote(library, db):
-    from phototag.tags import ExifWriter, TagRecord, read_tags
+    from phototag.tags.exif import ExifWriter, TagRecord, read_tags
 
     p = library / "2020" / "landscape.jpeg"
     ExifWriter().write(p, "JPEG", TagRecord("old-model@1", "ten", ["Age group: Baby"], [{"box": [0, 1, 1, 0]}]))

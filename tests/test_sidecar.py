@@ -206,7 +206,7 @@ def test_untag_leaves_a_sidecar_with_nothing_of_ours_alone(lib, tmp_path):
 
 def test_region_shows_the_same_whole_years_as_every_other_view():
     """34.54 is stored as 34.5 in the record; the region must still say ~35, as query and show do."""
-    from phototag.sidecar import _Ours
+    from phototag.tags.sidecar import _Ours
 
     face = {"box": [10, 60, 60, 10], "age": 34.5, "shown": "35", "group": "Adult"}
     ours = _Ours.of(["Age group: Adult"], ["Adult"], [face], (100, 100))

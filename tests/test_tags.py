@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from phototag.errors import PhotoError, TagWriteError
-from phototag.tags import (ExifWriter, TagRecord, decode_xp, encode_xp, image_data, merge_keywords, read_tags,
+from phototag.tags.exif import (ExifWriter, TagRecord, decode_xp, encode_xp, image_data, merge_keywords, read_tags,
                            _segments)
 
 from .conftest import exif_bytes, exiftool, save_jpeg

@@ -38,7 +38,7 @@ def tiny_data(tmp_path, astronaut, monkeypatch):
 
 
 def test_train_writes_a_model_and_card_that_phototag_loads(tiny_data, tmp_path):
-    from phototag.model import load_model
+    from phototag.ages.model import load_model
     from training.train import train
 
     out = tmp_path / "models" / "tiny"
@@ -89,7 +89,7 @@ def test_evaluate_writes_metrics_report_and_plots(tiny_data, tmp_path):
 
 
 def test_group_accuracy_one_off_counts_neighbours():
-    from phototag.groups import get_scheme
+    from phototag.ages.groups import get_scheme
     from training.evaluate import group_accuracy
 
     s = get_scheme("ten")

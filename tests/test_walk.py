@@ -1,6 +1,6 @@
 import os
 
-from phototag.walk import WalkError, sniff, walk
+from phototag.scan.walk import WalkError, sniff, walk
 
 
 def names(root, **kw):

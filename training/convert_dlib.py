@@ -3,7 +3,7 @@
     python -m training.convert_dlib [OUT_DIR]
 
 The weights come from the installed `face_recognition_models` (nothing is downloaded): read by
-`phototag.dlib_dat`, rebuilt as Keras models by `phototag.dlib_nets`, traced by TensorFlow at a
+`phototag.faces.dlib_dat`, rebuilt as Keras models by `phototag.faces.dlib_nets`, traced by TensorFlow at a
 dynamic batch size (and, for the detector, a dynamic image size) and written as .tflite. Before the
 card is written the converted files are checked against dlib itself on the astronaut photo: the
 descriptors within 1e-3 and the detections equal. Needs TensorFlow (the `train` extra).
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from phototag import engine
-from phototag.dlib_dat import read_dat
-from phototag.engine import file_sha256
+from phototag.faces import engine
+from phototag.faces.dlib_dat import read_dat
+from phototag.faces.engine import file_sha256
 
 
 def _to_tflite(model: Any, spec: list[int | None]) -> bytes:
@@ -40,8 +40,8 @@ def _to_tflite(model: Any, spec: list[int | None]) -> bytes:
 
 def convert(out_dir: str | Path | None = None) -> Path:
     """Write the two .tflite files and their card into `out_dir` (default: models/); return the card's path."""
-    from phototag.dlib_nets import build_descriptor, build_detector
-    from phototag.model import MODELS_DIR
+    from phototag.faces.dlib_nets import build_descriptor, build_detector
+    from phototag.ages.model import MODELS_DIR
     from training.train import _git_commit
 
     out = Path(out_dir) if out_dir else MODELS_DIR
@@ -90,10 +90,10 @@ def _check_against_dlib(out: Path, card: dict[str, Any]) -> dict[str, Any]:
     from skimage import data
 
     from phototag import faces
-
+    from phototag.runtime import face_recognition_api
     img = data.astronaut()
     eng = engine.LiteRTEngine(out, card, threads=1)
-    api = faces._api()
+    api = face_recognition_api()
     ref = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
            for d in api.cnn_face_detector(img, 0)]
     got = [(d.left, d.top, d.right, d.bottom, d.confidence) for d in eng.detect([img])[0]]

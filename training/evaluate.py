@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from phototag.groups import DEFAULT_SCHEME, PRESETS, Scheme, point_ages
+from phototag.ages.groups import DEFAULT_SCHEME, PRESETS, Scheme, point_ages
 
 BANDS = [("0-2", 0, 2), ("3-12", 3, 12), ("13-19", 13, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, 200)]
 
@@ -27,7 +27,7 @@ def group_indices(ages: np.ndarray, scheme: Scheme) -> np.ndarray:
 
 def group_accuracy(dist: np.ndarray, true_ages: np.ndarray, scheme: Scheme, point: str = "mean") -> dict[str, float]:
     """Exact and one-off accuracy of the group phototag assigns: the group holding the age shown
-    (`point`: the model's rule, phototag.groups.point_ages)."""
+    (`point`: the model's rule, phototag.ages.groups.point_ages)."""
     pred = group_indices(point_ages(dist, point), scheme)
     true = group_indices(true_ages, scheme)
     off = np.abs(pred - true)
@@ -144,7 +144,6 @@ def faces_per_second(model: Any, descriptors: np.ndarray, chips: list[np.ndarray
     out = {"head_batch64_seconds": head, "head_faces_per_second": 64 / head}
     if chips:
         from phototag import faces
-
         faces.describe(chips[:1])  # warm up: dlib allocates on its first call
         t = time.perf_counter()
         faces.describe(chips)
@@ -242,7 +241,7 @@ def _markdown(model_id: str, data: str, split: str, m: dict[str, Any], plots: li
 def evaluate(model_path: str | Path | None, data: str, *, split: str = "test", report: str | Path | None = None,
              limit: int | None = None, workers: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Metrics of a shipped model on one split of `data`; with `report`, also report.md and plots."""
-    from phototag.model import load_model
+    from phototag.ages.model import load_model
     from training.prepare import prepare
 
     model = load_model(model_path)

@@ -15,8 +15,8 @@ from pathlib import Path
 def export_tflite(keras_path: str | Path, out: str | Path | None = None) -> Path:
     import tensorflow as tf
 
-    from phototag.model import import_keras
-    from phototag import _layers  # noqa: F401  custom layers
+    from phototag.ages.model import import_keras
+    from phototag.ages import layers  # noqa: F401  custom layers
 
     keras = import_keras()
     model = keras.saving.load_model(keras_path, compile=False)

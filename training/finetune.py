@@ -5,7 +5,7 @@
     python -m training.finetune --pack-dat dlib-resnet.npz      # here: dlib's weights in half the bytes
 
 Meant for a GPU machine that has neither dlib nor the data sets: the chips come from
-training/chips.py and the starting weights from dlib's own .dat file (read by phototag.dlib_dat).
+training/chips.py and the starting weights from dlib's own .dat file (read by phototag.faces.dlib_dat).
 The network is dlib's ResNet with every layer trainable, topped by the age head's outputs (a
 distribution over 0..100 trained on Gaussian label distributions plus an L1 term, and gender),
 with the same losses as training/train.py. Each epoch shows every face once: half of them as a
@@ -45,8 +45,8 @@ FACE_WIDTH = 100  # about how wide the face is in a 150-px chip with dlib's padd
 
 def build_age_net(desc_layers: list, age_bins: int = 101, hidden: int = 256, dropout: float = 0.2) -> Any:
     """dlib's descriptor network (pixels in, 0..255) with an age distribution and P(female) on top."""
-    from phototag.dlib_nets import build_descriptor
-    from phototag.model import import_keras
+    from phototag.faces.dlib_nets import build_descriptor
+    from phototag.ages.model import import_keras
 
     keras = import_keras()
     layers = keras.layers
@@ -89,7 +89,7 @@ def load_weight_files(paths: list[Path]) -> list[np.ndarray]:
 
 def pack_dat(dat: Path, out: Path) -> Path:
     """dlib's descriptor network (its .dat) as an .npz of float16 weights and the layers' settings."""
-    from phototag.dlib_dat import read_dat
+    from phototag.faces.dlib_dat import read_dat
 
     layers = read_dat(dat)
     head = [{"kind": layer.kind, "version": layer.version, "params": layer.params} for layer in layers]
@@ -105,8 +105,8 @@ def _tuples(value: Any) -> Any:
 
 def read_layers(path: Path) -> list:
     """The descriptor network's layers from a folder holding dlib's .dat, or from `pack_dat`'s .npz."""
-    from phototag.dlib_dat import Layer, read_dat
-    from phototag.engine import source_files
+    from phototag.faces.dlib_dat import Layer, read_dat
+    from phototag.faces.engine import source_files
 
     if path.is_dir():
         return read_dat(source_files(path)["descriptor"])
@@ -173,7 +173,7 @@ def _targets(ages: np.ndarray, genders: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _compile(model: Any, steps: int, lr: float, warmup: int, gender_weight: float) -> None:
-    from phototag.model import import_keras
+    from phototag.ages.model import import_keras
     from training.train import TrainConfig, _losses
 
     keras = import_keras()
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["faces"] = {"main": int((~is_extra).sum()), "extra": int(is_extra.sum())}
 
     if args.mixed_bf16:  # weights stay float32; the convolutions run in bfloat16
-        from phototag.model import import_keras
+        from phototag.ages.model import import_keras
 
         import_keras().mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_age_net(read_layers(args.dat))
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                          "once: a CPU's job (training/frozen.py)")
     args = ap.parse_args(argv)
     if args.pack_dat:
-        from phototag.engine import source_files
+        from phototag.faces.engine import source_files
 
         print(pack_dat(source_files()["descriptor"], args.pack_dat))
         return 0

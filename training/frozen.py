@@ -22,7 +22,7 @@ __all__ = ["epoch_features", "feature_variants", "features", "split_at"]
 def split_at(model: Any, cut: str) -> tuple[Any, Any]:
     """(lower, upper): chips to the output of trunk layer `cut`, and that output to the age network's
     outputs, with the upper layers shared with `model` (training one trains the other)."""
-    from phototag.model import import_keras
+    from phototag.ages.model import import_keras
 
     keras = import_keras()
     trunk = model.get_layer("dlib_face_descriptor")

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from phototag.groups import POINTS, point_ages
-from phototag.model import AGE_BINS, CARD_FORMAT, _sha256
+from phototag.ages.groups import POINTS, point_ages
+from phototag.ages.model import AGE_BINS, CARD_FORMAT
+from phototag.runtime import file_sha256 as _sha256
 from training.augment import AUGMENT_VERSION, POLICIES
 from training.evaluate import BANDS, black_and_white, group_metrics, metrics_for
 from training.finetune import CROSSVAL_FILE, build_age_net, load_weight_files, score_crossval
@@ -36,8 +37,8 @@ def export(weights: list[Path], out: Path) -> Path:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from phototag.dlib_dat import read_dat
-    from phototag.engine import source_files
+    from phototag.faces.dlib_dat import read_dat
+    from phototag.faces.engine import source_files
 
     model = build_age_net(read_dat(source_files()["descriptor"]))
     model.set_weights(load_weight_files(weights))
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--point", choices=POINTS, default="mode",
                     help="the age phototag shows from the distribution (the card's outputs.age.point)")
     args = ap.parse_args(argv)
-    from phototag.model import load_model
+    from phototag.ages.model import load_model
     from training.prepare import prepare
 
     reports = {d: json.loads((d / "finetune.json").read_text()) for d in args.run}

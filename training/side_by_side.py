@@ -21,7 +21,7 @@ from training.prepare import prepare, prepare_augmented
 
 
 def measure(model_path: str, data: str, fgnet: str, adience: str) -> dict[str, Any]:
-    from phototag.model import load_model
+    from phototag.ages.model import load_model
 
     model = load_model(model_path)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from phototag.model import AGE_BINS, CARD_FORMAT
+from phototag.ages.model import AGE_BINS, CARD_FORMAT
 from training.evaluate import metrics_for
 from training.augment import AUGMENT_VERSION, POLICIES
 from training.prepare import Prepared
@@ -79,10 +79,9 @@ def soft_labels(ages: np.ndarray, cfg: TrainConfig) -> np.ndarray:
 
 
 def _keras():
-    from phototag import model
-
+    from phototag.ages import model
     keras = model.import_keras()
-    from phototag import _layers  # noqa: F401
+    from phototag.ages import layers  # noqa: F401
 
     return keras
 
@@ -90,7 +89,7 @@ def _keras():
 def build_model(cfg: TrainConfig, train_x: np.ndarray):
     """The head: normalise, then `members` MLPs whose distributions are averaged."""
     keras = _keras()
-    from phototag._layers import CoralBias, CoralToDistribution
+    from phototag.ages.layers import CoralBias, CoralToDistribution
 
     layers = keras.layers
     inp = keras.Input(shape=(train_x.shape[1],), name="descriptor")
@@ -233,7 +232,7 @@ def _licence(specs: list[str]) -> str:
 def _export_tflite(weights: Path) -> Path | None:
     """The same head as a .tflite for LiteRT, phototag's fastest runtime (bench/runtimes.py); only
     under the TensorFlow backend, which holds the converter."""
-    from phototag.model import import_keras
+    from phototag.ages.model import import_keras
 
     if import_keras().backend.backend() != "tensorflow":
         return None

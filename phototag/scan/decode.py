@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .dates import from_exif
-from .errors import PhotoError
+from ..store.dates import from_exif
+from ..errors import PhotoError
 
 __all__ = ["Decoded", "decode", "load_full", "load_for_crops", "load_face_regions", "FaceRegions", "pixel_budget",
            "DEFAULT_DETECT_SIZE", "MAX_CROP_PIXELS"]
@@ -233,6 +233,19 @@ def _crop_reduction(w0: int, h0: int, face_widths: list[int], face_px: int, max_
     return r
 
 
+def _load_reduced(im: Image.Image, path: Path, face_widths: list[int], face_px: int,
+                  max_pixels: int) -> tuple[int, float]:
+    """Load `im` as small as its faces allow (JPEGs only; see load_for_crops): (orientation, factor)."""
+    orientation, _ = _exif_facts(im)
+    w0, h0 = im.size
+    if im.format == "JPEG":
+        r = _crop_reduction(w0, h0, face_widths, face_px, max_pixels)
+        if r > 1:
+            im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
+    _load(im, path)
+    return orientation, w0 / im.size[0]
+
+
 @_quiet
 def load_for_crops(path: str | Path, face_widths: list[int], *, face_px: int = CROP_FACE_PX,
                    max_pixels: int = MAX_CROP_PIXELS) -> tuple[np.ndarray, float]:
@@ -242,16 +255,8 @@ def load_for_crops(path: str | Path, face_widths: list[int], *, face_px: int = C
     pixels) stays `face_px` wide, and further while the copy would exceed `max_pixels`; other formats
     are decoded whole."""
     path = Path(path)
-    im = _open(path)
-    with im:
-        orientation, _ = _exif_facts(im)
-        w0, h0 = im.size
-        if im.format == "JPEG":
-            r = _crop_reduction(w0, h0, face_widths, face_px, max_pixels)
-            if r > 1:
-                im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
-        _load(im, path)
-        factor = w0 / im.size[0]
+    with _open(path) as im:
+        orientation, factor = _load_reduced(im, path, face_widths, face_px, max_pixels)
         return np.asarray(_finish(im, orientation), dtype=np.uint8), factor
 
 
@@ -273,16 +278,8 @@ def load_face_regions(path: str | Path, boxes: list[tuple[int, int, int, int]], 
     every side, room enough for the landmarks and the aligned chip, which come out as from the whole
     copy. A 100-megapixel panorama's copy at 1/2 (25 MP) is decoded once and never copied whole."""
     path = Path(path)
-    im = _open(path)
-    with im:
-        orientation, _ = _exif_facts(im)
-        w0, h0 = im.size
-        if im.format == "JPEG":
-            r = _crop_reduction(w0, h0, [b[1] - b[3] for b in boxes], face_px, max_pixels)
-            if r > 1:
-                im.draft("RGB", (-(-w0 // r), -(-h0 // r)))
-        _load(im, path)
-        factor = w0 / im.size[0]
+    with _open(path) as im:
+        orientation, factor = _load_reduced(im, path, [b[1] - b[3] for b in boxes], face_px, max_pixels)
         shown: Image.Image = im
         for op in _TRANSPOSE.get(orientation, ()):
             shown = shown.transpose(op)

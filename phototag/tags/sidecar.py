@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import TagWriteError
+from ..errors import TagWriteError
+from .atomic import atomic_write, discard_stale
 
 __all__ = ["SidecarWriter", "sidecar_path", "read_sidecar", "SidecarContent", "STYLES", "HIERARCHY"]
 
@@ -374,13 +375,9 @@ class SidecarWriter:
         return self._apply(path, None).startswith(("sidecar written", "sidecar removed"))
 
     def discard_stale(self, path: Path, pid: int) -> bool:
-        from .tags import discard_stale
-
         return discard_stale(path, pid)
 
     def _apply(self, photo: Path, ours: _Ours | None) -> str:
-        from .tags import atomic_write
-
         side = self.path_for(photo)
         try:
             data = side.read_bytes()

@@ -25,7 +25,7 @@ __all__ = ["build_descriptor", "build_detector", "fold_affine"]
 
 
 def _keras() -> Any:
-    from .model import import_keras
+    from ..runtime import import_keras
 
     return import_keras()
 

@@ -13,8 +13,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from .cli_common import DbOption, db_path, fatal
-from .errors import PhototagError
+from .common import DbOption, db_path, fatal
+from ..errors import PhototagError
 
 people_app = typer.Typer(help="The people in your photos: list, show, name, merge, correct.",
                          invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
@@ -23,7 +23,7 @@ FormatOption = typer.Option("table", "--format", "-f", help="Output: table or js
 
 
 def _open(db: Optional[Path], *, write: bool = False):
-    from .index import Index
+    from ..store.index import Index
 
     index = Index(db_path(db), create=False)
     if write:
@@ -72,7 +72,7 @@ def people(ctx: typer.Context, db: Optional[Path] = DbOption,
     or estimated with its 80 % interval)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .people import list_people
+    from ..people.update import list_people
 
     _check_format(format)
     try:
@@ -94,9 +94,9 @@ def show(person: str = typer.Argument(..., help="The person's id or name."), db:
                                               "(.jpg or .png), oldest first."),
          format: str = FormatOption) -> None:
     """One person's faces over the years, oldest first, each with its date and age."""
-    from .groups import get_scheme
-    from .people import person_faces
-    from .sheet import SheetOptions, contact_sheet
+    from ..ages.groups import get_scheme
+    from ..people.update import person_faces
+    from ..render.sheet import SheetOptions, contact_sheet
 
     _check_format(format)
     try:
@@ -142,7 +142,7 @@ def name(person: str = typer.Argument(..., help="The person's id or name."),
                                             "age of theirs exact."),
          db: Optional[Path] = DbOption) -> None:
     """Give a person a name, a birth date, or both. Later scans never undo it."""
-    from .people import name_person
+    from ..people.update import name_person
 
     info = _change(db, name_person, person, new_name, born)
     _done(info, "named" if born is None else "named and dated" if new_name else "dated")
@@ -153,7 +153,7 @@ def merge(person: str = typer.Argument(..., help="The person to keep (id or name
           others: List[str] = typer.Argument(..., help="The people who are the same person (ids or names)."),
           db: Optional[Path] = DbOption) -> None:
     """The others are the same person as the first: their faces join it, for good."""
-    from .people import merge_people
+    from ..people.update import merge_people
 
     info = _change(db, merge_people, person, others)
     _done(info, f"merged {len(others)} into it")
@@ -165,7 +165,7 @@ def remove(person: str = typer.Argument(..., help="The person (id or name)."),
                                           "`people show` lists face ids)."),
            db: Optional[Path] = DbOption) -> None:
     """Take faces out of a person: they never go back to them, and are grouped again elsewhere."""
-    from .people import remove_face
+    from ..people.update import remove_face
 
     info = _change(db, remove_face, person, face)
     _done(info, f"{len(face)} face{'s' if len(face) != 1 else ''} taken out")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import TagWriteError
-from .groups import Estimate, Scheme, estimate
-from .index import Index, unpack_distribution
-from .tags import KEYWORD_PREFIX, TagRecord, Writer, name_problem
+from ..errors import TagWriteError
+from ..ages.groups import Scheme, used_estimate
+from ..store.index import Index
+from .exif import TagRecord, Writer
+from .names import KEYWORD_PREFIX, name_problem
 
 __all__ = ["used_estimate", "photo_record", "Retagger", "regroup_faces", "PENDING", "UNTAGGED", "FAILED"]
 
@@ -33,16 +34,6 @@ def _check_names(faces: list[sqlite3.Row]) -> None:
         if f["person"] and (problem := name_problem(f["person"])):
             raise TagWriteError(f"tags not written: person {f['person_id']}'s name {f['person']!r} {problem}; "
                                 f"rename them: phototag people name {f['person_id']} \"NEW NAME\"")
-
-
-def used_estimate(face: sqlite3.Row, scheme: Scheme) -> Estimate:
-    """The estimate phototag uses for a face under `scheme`: its person's when the index says so
-    (age and interval as stored, group from the person's distribution), else its own. The age is the
-    stored one either way: the model's point estimate chose it at scan time, and a scheme only regroups."""
-    if face["person_distribution"] is not None and face["age_source"] in ("person", "birth"):
-        e = estimate(unpack_distribution(face["person_distribution"]), scheme, age=float(face["age"]))
-        return replace(e, low=face["age_low"], high=face["age_high"])
-    return estimate(unpack_distribution(face["distribution"]), scheme, age=face["age"])
 
 
 def photo_record(model_id: str, scheme: Scheme, faces: list[sqlite3.Row], size: tuple[int, int] | None

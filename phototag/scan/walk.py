@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..tags.exif import sniff  # the format a file's first bytes announce
+
 __all__ = ["WalkError", "StaleTemp", "walk", "sniff", "IMAGE_EXTENSIONS", "TEMP_NAME"]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -42,25 +44,6 @@ class WalkError:
 
     path: Path
     reason: str
-
-
-def sniff(head: bytes) -> str | None:
-    """The image format that these first bytes announce, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"avif"):
-        return "HEIF"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:2] == b"BM":
-        return "BMP"
-    return None
 
 
 def _sniff_file(path: Path) -> str | None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .errors import PhototagError
+from ..errors import PhototagError
 
 __all__ = ["DbOption", "db_path", "fatal", "printable"]
 
@@ -29,6 +29,6 @@ def printable(path: str) -> str:
 
 def db_path(db: Optional[Path]) -> Path:
     """The index the user means: --db, else $PHOTOTAG_DB, else the user data folder's."""
-    from .index import default_db_path
+    from ..store.index import default_db_path
 
     return db if db is not None else default_db_path()

@@ -26,15 +26,15 @@ import numpy as np
 
 from . import mmod
 from .dlib_dat import Layer
-from .errors import DependencyError, ModelError
-from .faces import CHIP_SIZE, DESCRIPTOR_SIZE
-from .model import MODELS_DIR, _native_stderr_silenced, _Runner
-from .model import _sha256 as file_sha256  # the checksum the age model's card is checked with
+from ..errors import DependencyError, ModelError
+from ..runtime import MODELS_DIR, Runner, face_recognition_api, file_sha256, import_keras, native_stderr_silenced
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
-           "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE"]
+           "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE", "CHIP_SIZE", "DESCRIPTOR_SIZE", "file_sha256"]
 
 CARD_FORMAT = 1
+CHIP_SIZE = 150  # the descriptor network's input: an aligned face chip, CHIP_SIZE x CHIP_SIZE RGB
+DESCRIPTOR_SIZE = 128  # and its output
 CARD_FILE = "dlib-face-engine.json"
 DESCRIPTOR_FILE = "dlib-face-descriptor.tflite"
 DETECTOR_FILE = "dlib-face-detector.tflite"
@@ -180,12 +180,12 @@ class LiteRTEngine:
         except ImportError as exc:
             raise DependencyError(f"cannot load LiteRT (ai-edge-litert): {exc}") from exc
         threads = threads or int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
-        self._runners: dict[str, _Runner] = {}
-        with _native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
+        self._runners: dict[str, Runner] = {}
+        with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
             for key in _SOURCES:
                 path = folder / self.card["files"][key]["file"]
                 try:
-                    self._runners[key] = _Runner(Interpreter(model_path=str(path), num_threads=threads))
+                    self._runners[key] = Runner(Interpreter(model_path=str(path), num_threads=threads))
                 except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
                     raise ModelError(f"{path}: cannot load: {exc}") from exc
 
@@ -216,8 +216,6 @@ class KerasEngine:
         from .dlib_nets import build_descriptor, build_detector
 
         sources = sources or source_files()
-        from .model import import_keras
-
         if import_keras().backend.backend() == "jax":
             import jax
 
@@ -248,17 +246,13 @@ class DlibEngine:
     def describe(self, chips: Sequence[np.ndarray], batch_size: int = 0) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        from .faces import _api
-
-        out = _api().face_encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        out = face_recognition_api().face_encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(d) for d in out], dtype=np.float32)
 
     def detect(self, images: Sequence[np.ndarray], upsample: int = 0, threshold: float = 0.0) -> list[list[mmod.Detection]]:
         if threshold != 0.0:
             raise ValueError("dlib's Python binding detects at threshold 0 only")
-        from .faces import _api
-
-        det = _api().cnn_face_detector
+        det = face_recognition_api().cnn_face_detector
         return [[mmod.Detection(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
                  for d in det(np.ascontiguousarray(image), upsample)] for image in images]
 

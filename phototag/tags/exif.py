@@ -10,28 +10,27 @@ permissions and modification time, and only then moved over the original with `o
 
 from __future__ import annotations
 
-import errno
+import io
 import json
-import os
 import struct
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import piexif
 
-from .errors import PhotoError, TagWriteError
+from ..errors import PhotoError, TagWriteError
+from .atomic import PhotoChangedError, atomic_replace, atomic_write, discard_stale, read_only
+from .names import KEYWORD_PREFIX, MAX_NAME_LENGTH, keyword_problem, name_problem
 
 __all__ = [
     "TagRecord", "ExifWriter", "NullWriter", "read_tags", "encode_xp", "decode_xp", "merge_keywords",
     "KEYWORD_PREFIX", "RECORD_VERSION", "WRITABLE_FORMATS", "MultiWriter", "atomic_write", "name_problem",
-    "keyword_problem", "MAX_NAME_LENGTH", "CodecError",
+    "keyword_problem", "MAX_NAME_LENGTH", "CodecError", "sniff", "PhotoChangedError", "ExifParseError",
+    "atomic_replace", "discard_stale",
 ]
 
 RECORD_VERSION = 1
-KEYWORD_PREFIX = "Age group: "
-_GROUPS_PARENT = "Age group"  # People|Age group|Toddler in the sidecars' hierarchies
 WRITABLE_FORMATS = frozenset({"JPEG", "WEBP"})
 _ASCII = b"ASCII\x00\x00\x00"
 _UNICODE = b"UNICODE\x00"
@@ -49,63 +48,30 @@ class ExifParseError(TagWriteError):
     """The photo's EXIF cannot be parsed: we leave it alone (and it cannot hold tags of ours)."""
 
 
-class PhotoChangedError(TagWriteError):
-    """The photo was replaced or rewritten between our read and our write; we wrote nothing."""
-
-
 # How often a write starts over on a photo whose metadata alone changed under it (another scan's
 # tags, another tool's keywords). Each try re-reads the file, so only a file rewritten that often
 # within milliseconds runs out of tries.
 _WRITE_TRIES = 8
 
 
-# -- what a person's name may hold --------------------------------------------------------------
-# A name is written as a keyword four ways and as a face region's name. Each character below would make
-# one of those readers see something else than one person with that name.
-_NAME_SEPARATORS = {
-    ";": "which Windows' XPKeywords (Explorer's Tags) puts between keywords: it would read as two keywords",
-    ",": "which exiftool, Lightroom's keyword field and most photo tools put between keywords: it would read "
-         "as two keywords",
-    "|": "which Lightroom's hierarchical keywords put between levels: People|A|B would read as a person B "
-         "inside a tag A",
-    "/": "which digiKam's tag paths put between levels: People/A/B would read as a person B inside a tag A",
-}
-MAX_NAME_LENGTH = 100  # characters: a whole name fits; 40 named faces still leave the EXIF segment room
+# -- formats ---------------------------------------------------------------------------------
 
-
-def keyword_problem(text: str) -> str | None:
-    """Why `text` cannot be written as one keyword (and one level of a tag path), or None when it can.
-
-    The reason completes a sentence that starts with the text, and says which character and why."""
-    for i, c in enumerate(text):
-        if c in _NAME_SEPARATORS:
-            return f"holds {c!r} (character {i + 1}), {_NAME_SEPARATORS[c]}"
-        cat = unicodedata.category(c)
-        if cat == "Cs":
-            return (f"holds U+{ord(c):04X} (character {i + 1}), which is no character (an undecodable byte?): "
-                    "it cannot be written as UTF-16 or UTF-8")
-        if ord(c) > 0xFFFF:
-            return (f"holds {c!r} (U+{ord(c):04X}, character {i + 1}), beyond Unicode's first 65,536 "
-                    "characters: exiftool and other readers of Windows' XPKeywords (UCS-2) show it as '?'")
-        if cat == "Cc" or c in "\ufffe\uffff":
-            return (f"holds the control character U+{ord(c):04X} (character {i + 1}): XMP sidecars (XML) cannot "
-                    "hold it, and it cannot be shown on one line")
-    if not text.strip():
-        return "is empty"
-    if text != text.strip():
-        return "begins or ends with a space, which Windows' XPKeywords drops"
-    if len(text) > MAX_NAME_LENGTH:
-        return f"is {len(text)} characters long: the most is {MAX_NAME_LENGTH}"
-    return None
-
-
-def name_problem(name: str) -> str | None:
-    """Why a person's `name` cannot be written into tags as one person, or None when it can: what
-    `keyword_problem` says, and names that would read as phototag's own age-group keywords."""
-    if problem := keyword_problem(name):
-        return problem
-    if name.casefold() == _GROUPS_PARENT.casefold() or name.casefold().startswith(KEYWORD_PREFIX.strip().casefold()):
-        return f"is or begins with {_GROUPS_PARENT!r}, which phototag's own age-group keywords use"
+def sniff(head: bytes) -> str | None:
+    """The image format that these first bytes announce, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"avif"):
+        return "HEIF"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
     return None
 
 
@@ -311,8 +277,6 @@ def _load_exif(data: bytes, fmt: str) -> dict[str, Any]:
 
 def read_tags(path: str | Path) -> tuple[list[str], TagRecord | None]:
     """(all keywords, our record or None) of a photo."""
-    from .walk import sniff
-
     data = Path(path).read_bytes()
     return read_tags_bytes(data, sniff(data[:16]) or "unknown")
 
@@ -379,143 +343,6 @@ class MultiWriter:
         return discard_stale(path, pid)
 
 
-def _stage(path: Path, data: bytes, cannot_create: Callable[[str], str], on_write_error: Callable[[str], str]) -> Path:
-    """`data` in a new staged copy beside `path` (`.NAME.phototag-PID.tmp`, which the walk recognises
-    and a later run deletes if we are killed), fsynced. The callables word the errors from a reason."""
-    tmp = path.with_name(f".{path.name}.phototag-{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise TagWriteError(cannot_create(str(exc.strerror or exc))) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise TagWriteError(on_write_error(reason)) from exc
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def atomic_write(path: Path, data: bytes | None) -> None:
-    """Create, replace or (data None) delete a small file such as a sidecar, atomically.
-
-    Unlike `atomic_replace` (photos) the file gets a new modification time: that is how darktable and
-    digiKam notice a sidecar changed."""
-    if data is None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise TagWriteError(f"cannot remove its sidecar {path.name}: {exc.strerror or exc}") from exc
-        _fsync_dir(path.parent)
-        return
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    except OSError as exc:
-        raise TagWriteError(f"cannot read its sidecar {path.name}: {exc.strerror or exc}") from exc
-    tmp = _stage(path, data, lambda why: f"cannot write its sidecar {path.name} ({why})",
-                 lambda why: f"{why} while writing its sidecar {path.name}; nothing changed")
-    try:
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def discard_stale(path: Path, pid: int) -> bool:
-    """Delete a staged copy whose writer is dead (killed mid-write); the photo itself was never touched."""
-    if pid == os.getpid() or _pid_alive(pid):
-        return False  # a write in progress, perhaps by a scan of another index
-    try:
-        os.unlink(path)
-    except OSError:
-        return False
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_replace(path: Path, data: bytes, verify: Any = None, expect: os.stat_result | None = None) -> None:
-    """Replace `path` with `data`: staged beside it, verified, fsynced, same mode and mtime, os.replace.
-
-    `expect`: the file's stat when `data` was derived from it; if the file has changed since, nothing
-    is written (we would overwrite someone else's newer file with a tagged copy of the old one)."""
-    st = path.stat()
-    if expect is not None and _identity(st) != _identity(expect):
-        raise PhotoChangedError("the photo changed while it was being tagged; it is untouched")
-    if st.st_nlink > 1:  # os.replace would leave the other names holding the old file
-        raise TagWriteError(f"hard-linked file ({st.st_nlink} names), tags not written: "
-                            "replacing it would split the links")
-    tmp = _stage(path, data, lambda why: f"cannot write in its folder ({why}); the photo is untouched",
-                 lambda why: f"{why} while writing tags; the photo is untouched")
-    try:
-        if verify is not None:
-            verify(tmp.read_bytes())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        try:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        if _identity(path.stat()) != _identity(st):
-            raise PhotoChangedError("the photo changed while it was being tagged; it is untouched")
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
-
-
-def _read_only(path: Path) -> bool:
-    st = path.stat()
-    return not (st.st_mode & 0o222) or not os.access(path, os.W_OK)
-
-
 class ExifWriter:
     """Writes our keywords and record into JPEG and WebP files, never losing anything else."""
 
@@ -556,8 +383,6 @@ class ExifWriter:
             raise TagWriteError(f"EXIF cannot be rewritten, tags not written ({type(exc).__name__}: {exc})") from exc
         if fmt == "JPEG":
             return splice_exif(data, dumped), note
-        import io
-
         out = io.BytesIO()
         piexif.insert(dumped, data, out)
         return out.getvalue(), note
@@ -583,7 +408,7 @@ class ExifWriter:
             new, note = self._new_bytes(data, fmt, record)
             if new is data:
                 return "unchanged"
-            if _read_only(path):
+            if read_only(path):
                 raise TagWriteError("read-only file, tags not written")
             try:
                 atomic_replace(path, new, self._verifier(data, fmt, record), expect=st)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from PIL import Image, ImageDraw
 
 from .annotate import PALETTE, _font
-from .errors import PhotoError, PhototagError
+from ..errors import PhotoError, PhototagError
 
 __all__ = ["SheetOptions", "SheetResult", "contact_sheet"]
 
@@ -46,7 +46,7 @@ def contact_sheet(faces: Iterable[dict[str, Any]], out: str | Path, group_names:
                   on_skip: Callable[[str, str], None] | None = None) -> SheetResult:
     """Write `out` (JPEG or PNG by extension): a grid of the faces, each labelled with its age and date,
     framed in its group's colour. Faces whose photo cannot be read any more are skipped and reported."""
-    from .decode import load_for_crops
+    from ..scan.decode import load_for_crops
 
     o = options or SheetOptions()
     if o.columns < 1 or o.thumb < 32:

@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import SchemeError
+from ..errors import SchemeError
 
 __all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "estimate_many",
+           "pack_distribution", "unpack_distribution", "used_estimate",
            "point_ages", "POINTS", "MAX_AGE"]
 
 MAX_AGE = 100  # the distribution's last bin holds 100 and older
 INTERVAL = 0.80
 # How a model's distribution becomes the one age phototag shows; the model's card names it
-# (phototag.model). "mean": the expected age. "mode": the most probable whole year, which the
+# (phototag.ages.model). "mean": the expected age. "mode": the most probable whole year, which the
 # fine-tuned network's children need: their distributions are sharp at the true age with a long tail
 # towards older ages, which drags the mean up (docs/model.md: UTKFace validation, ages 0-12).
 POINTS = ("mean", "mode")
@@ -230,3 +232,24 @@ def estimate_many(distributions: np.ndarray, scheme: Scheme, interval: float = I
 def _tables(scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
     """(group index of each whole age, the age-to-group matrix) of a scheme."""
     return np.array([scheme.names.index(scheme.group_of(a)) for a in range(MAX_AGE + 1)]), scheme.matrix()
+
+
+# -- the distribution as the index stores it -------------------------------------------------------
+
+def pack_distribution(p: np.ndarray) -> bytes:
+    """101 probabilities as little-endian float16: 202 bytes a face."""
+    return np.asarray(p, dtype="<f2").tobytes()
+
+
+def unpack_distribution(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f2").astype(np.float32)
+
+
+def used_estimate(face: Any, scheme: Scheme) -> Estimate:
+    """The estimate phototag uses for a face under `scheme`: its person's when the index says so
+    (age and interval as stored, group from the person's distribution), else its own. The age is the
+    stored one either way: the model's point estimate chose it at scan time, and a scheme only regroups."""
+    if face["person_distribution"] is not None and face["age_source"] in ("person", "birth"):
+        e = estimate(unpack_distribution(face["person_distribution"]), scheme, age=float(face["age"]))
+        return replace(e, low=face["age_low"], high=face["age_high"])
+    return estimate(unpack_distribution(face["distribution"]), scheme, age=face["age"])

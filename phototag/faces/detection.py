@@ -7,22 +7,18 @@ padding), which is exactly what dlib's face-descriptor network was trained on.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import DependencyError
+from .engine import CHIP_SIZE, DESCRIPTOR_SIZE, get_engine
+from ..runtime import face_recognition_api, load_dlib
 
-__all__ = ["Box", "FaceCrop", "detect", "verify", "align_and_crop", "describe", "engine", "CHIP_SIZE", "CHIP_PADDING",
-           "DETECTORS"]
+__all__ = ["Box", "FaceCrop", "detect", "verify", "align_and_crop", "describe", "face_engine", "CHIP_SIZE", "CHIP_PADDING",
+           "DESCRIPTOR_SIZE", "DETECTORS", "DEFAULT_MIN_SCORE"]
 
-CHIP_SIZE = 150
 CHIP_PADDING = 0.25
-DESCRIPTOR_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -64,34 +60,8 @@ class FaceCrop:
     chip: np.ndarray  # CHIP_SIZE x CHIP_SIZE x 3, uint8 RGB
 
 
-@functools.lru_cache(maxsize=1)
-def _api() -> Any:
-    """Import face_recognition once, turning its quiet `quit()` on a broken install into an error."""
-    if importlib.util.find_spec("face_recognition_models") is None:
-        raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import pkg_resources  # noqa: F401  face_recognition_models needs it
-        except ImportError as exc:
-            raise DependencyError("face_recognition_models needs pkg_resources: install setuptools<82") from exc
-        try:
-            import face_recognition.api as api
-        except (ImportError, SystemExit) as exc:
-            raise DependencyError(f"cannot load face_recognition/dlib: {exc}") from exc
-    # face_recognition turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process, which would let a
-    # truncated photo pass as whole (and be tagged). We want to hear about truncated files.
-    from PIL import ImageFile
-
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    return api
-
-
-def _dlib() -> Any:
-    _api()
-    import dlib
-
-    return dlib
+_api = face_recognition_api  # face_recognition, loaded once (runtime)
+_dlib = load_dlib
 
 
 # dlib's HOG detector scores its boxes; face_recognition keeps everything above 0. Weak HOG boxes are
@@ -109,10 +79,8 @@ VERIFY_SIDE = 160
 VERIFY_MARGIN = 0.5
 
 
-def engine() -> Any:
-    """The face engine this process uses (phototag.engine): dlib's CNN detector and descriptor."""
-    from .engine import get_engine
-
+def face_engine() -> Any:
+    """The face engine this process uses (phototag.faces.engine): dlib's CNN detector and descriptor."""
     return get_engine()
 
 
@@ -130,7 +98,7 @@ def verify(image: np.ndarray, box: Box) -> float:
     f = VERIFY_SIDE / max(crop.shape[:2])
     size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
     crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.BILINEAR))
-    return max((d.confidence for d in engine().detect([crop])[0]), default=float("-inf"))
+    return max((d.confidence for d in face_engine().detect([crop])[0]), default=float("-inf"))
 
 
 # The CNN keeps boxes scoring above this (dlib's own default is 0). On wider-dev it finds faces in
@@ -155,7 +123,7 @@ def _cnn_boxes(image: np.ndarray, upsample: int = 0, max_pixels: int | None = No
 
         small = np.asarray(Image.fromarray(image).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
     out = []
-    for d in engine().detect([small], upsample, CNN_THRESHOLD)[0]:
+    for d in face_engine().detect([small], upsample, CNN_THRESHOLD)[0]:
         box = Box(round(d.top / f), round((d.right + 1) / f) - 1, round((d.bottom + 1) / f) - 1, round(d.left / f))
         out.append((Box(max(box.top, 0), min(box.right, w), min(box.bottom, h), max(box.left, 0)), d.confidence))
     return out
@@ -229,4 +197,4 @@ def describe(chips: list[np.ndarray]) -> np.ndarray:
     people are grouped by. Computed by the face engine, which gives dlib's own values (within 1e-3)."""
     if not chips:
         return np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
-    return engine().describe(chips)
+    return face_engine().describe(chips)

@@ -12,70 +12,24 @@ Either way the face is cut by `phototag.faces.align_and_crop`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from . import faces
-from .errors import DependencyError, ModelError
+from .. import faces
+from ..errors import DependencyError, ModelError
 from .groups import POINTS
+from ..runtime import MODELS_DIR, Runner, file_sha256, import_keras, native_stderr_silenced
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
 CARD_FORMAT = 1
 DEFAULT_MODEL = "age-dlib-resnet"
 AGE_BINS = 101
-
-
-def _models_dir() -> Path:
-    """`models/` of a source checkout, else the copy packed into the wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "models", here / "_models"):
-        if (candidate / f"{DEFAULT_MODEL}.json").is_file():
-            return candidate
-    return here.parent / "models"
-
-
-MODELS_DIR = _models_dir()
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send the process's native stderr (fd 2) to /dev/null for a moment.
-
-    TensorFlow and LiteRT print start-up lines from C++ before any log level applies; cron mails
-    stderr, so those lines must not reach it. Python's own errors still do, after the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_keras() -> Any:
-    """Import Keras on TensorFlow (unless KERAS_BACKEND says otherwise) without TensorFlow's start-up noise."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    try:
-        with _native_stderr_silenced():
-            import keras
-    except ImportError as exc:
-        raise DependencyError(f"cannot load Keras/TensorFlow ({exc}): training, conversion and the Keras "
-                              "runtime need the train extra (uv sync --extra train)") from exc
-    return keras
 
 
 def default_model_path() -> Path:
@@ -118,14 +72,14 @@ class AgeModel:
 
     @property
     def point(self) -> str:
-        """How this model's age distribution becomes the age shown (phototag.groups.POINTS): its card's
+        """How this model's age distribution becomes the age shown (phototag.ages.groups.POINTS): its card's
         `outputs.age.point`, the mean where a card does not say (cards written before it could)."""
         return _point(self.card)
 
     def _head(self) -> Any:
         if self._keras_model is None:
             keras = import_keras()
-            from . import _layers  # noqa: F401  registers the custom layers a model may use
+            from . import layers  # noqa: F401  registers the custom layers a model may use
 
             weights = self.path.with_suffix(".keras")
             try:
@@ -151,7 +105,7 @@ class AgeModel:
                 if chip:
                     raise DependencyError(f"{tflite}: LiteRT is not installed (pip install ai-edge-litert)") from exc
                 Interpreter = None
-            if Interpreter is not None and _sha256(tflite) == self.card["tflite_sha256"]:
+            if Interpreter is not None and file_sha256(tflite) == self.card["tflite_sha256"]:
                 dtype = self.card.get("input", {}).get("dtype", "float32")
                 self._runner, self.runtime = _LiteRT(Interpreter, tflite, dtype), "litert"
                 return self._runner
@@ -208,44 +162,17 @@ class AgeModel:
         return self._predict(x, batch_size)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class _Runner:
-    """One LiteRT interpreter: resized whenever the input's shape changes (a batch size, a pyramid
-    band), the input cast to the model's dtype, every output copied out. The age models and the face
-    engine both run through it."""
-
-    def __init__(self, interp: Any, dtype: str = "float32") -> None:
-        self.interp, self.dtype, self.shape = interp, np.dtype(dtype), None
-        self.input = interp.get_input_details()[0]["index"]  # looked up once, not on every call
-        self.outputs = interp.get_output_details()
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.shape != self.shape:
-            with _native_stderr_silenced():
-                self.interp.resize_tensor_input(self.input, list(x.shape))
-                self.interp.allocate_tensors()
-            self.shape = x.shape
-        self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=self.dtype))
-        self.interp.invoke()
-        return [self.interp.get_tensor(o["index"]).copy() for o in self.outputs]
-
-
 class _LiteRT:
     """A .tflite age model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
 
     def __init__(self, interpreter_cls: Any, path: Path, dtype: str = "float32") -> None:
         try:
-            with _native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
                 interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
             raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc
-        self.run = _Runner(interp, dtype)
+        self.run = Runner(interp, dtype)
         self.names = ["age" if o["shape_signature"][-1] == AGE_BINS else "gender" for o in self.run.outputs]
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:

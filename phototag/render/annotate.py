@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .decode import load_full
+from ..scan.decode import load_full
 
 # Colour-blind-safe palette (Okabe-Ito, then Tol): neighbouring groups differ.
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#882255", "#44AA99",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from .errors import PhototagError
+from ..errors import PhototagError
 
 __all__ = ["FORMATS", "write_export", "PHOTO_COLUMNS", "FACE_COLUMNS"]
 

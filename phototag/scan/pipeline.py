@@ -1,15 +1,14 @@
 """The scan: walk, skip what is unchanged, detect in worker processes, predict in batches, tag, index.
 
-main process: walk + index look-ups -> bounded task queue -> N worker processes (decode; detect and
-align with dlib; confirm and describe with the face engine, phototag.engine) -> descriptors gathered
-across photos into batches -> the model, loaded once -> EXIF writes -> index upserts in transactions.
+main process: walk + index look-ups -> bounded task queue -> N worker processes (analyse.py: decode;
+detect and align with dlib; confirm and describe with the face engine) -> chips or descriptors gathered
+across photos into batches -> the model, loaded once -> index upserts in transactions -> people ->
+tags written from the index (tags/retag.py).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
-import math
 import multiprocessing as mp
 import os
 import time
@@ -20,18 +19,21 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from . import __version__, faces
-from .decode import CROP_FACE_PX, DEFAULT_DETECT_SIZE, decode, load_face_regions, pixel_budget, taken_at
-from .errors import IndexFullError, PhotoError, PhototagError, SchemeError, TagWriteError
-from .groups import estimate, get_scheme
-from .index import Index, pack_distribution
-from .model import AgeModel
-from .people import update_people
-from .retag import PENDING, UNTAGGED, Retagger, regroup_faces
-from .tags import NullWriter, Writer, content_hash, keyword_problem
+from .. import __version__, faces
+from ..ages.groups import estimate, get_scheme, pack_distribution
+from ..ages.model import AgeModel
+from ..errors import IndexFullError, PhotoError, PhototagError, SchemeError, TagWriteError
+from ..people.update import update_people
+from ..store.index import Index
+from ..tags.exif import NullWriter, Writer
+from ..tags.names import keyword_problem
+from ..tags.retag import PENDING, UNTAGGED, Retagger, regroup_faces
+from .analyse import Analysis, _known, _stat_key, _warm_worker, analyse, file_hashes, sha256_file
+from .decode import DEFAULT_DETECT_SIZE, taken_at
 from .walk import StaleTemp, WalkError, walk
 
-__all__ = ["ScanOptions", "ScanSummary", "scan", "untag", "UntagSummary", "Interrupted", "analyse", "Analysis"]
+__all__ = ["ScanOptions", "ScanSummary", "scan", "Interrupted", "analyse", "Analysis", "write_target",
+           "file_hashes"]
 
 
 # Failures that say nothing about the file's content (permissions, a flaky disk, a write that raced
@@ -125,128 +127,18 @@ class ScanSummary:
         return text
 
 
-@dataclass
-class Analysis:
-    """What a worker found in one photo."""
-
-    path: str
-    format: str = ""
-    width: int = 0
-    height: int = 0
-    taken_at: str | None = None
-    boxes: list[faces.Box] = field(default_factory=list)
-    descriptors: np.ndarray | None = None
-    chips: np.ndarray | None = None  # the aligned chips, kept only for a model that reads them
-    error: str | None = None
-    seen: tuple[int, int] | None = None  # (size, mtime_ns) when the worker opened it
-    content: str | None = None  # SHA-256 of its bytes outside EXIF, then
-
-
-def _upsample(pixels: np.ndarray, detect_size: int) -> int:
-    """Upsample once when the detection copy is at most a quarter of the pixel budget (a small photo):
-    it then costs no more than a large photo, and finds faces down to about 40 px."""
-    return 1 if pixels.shape[0] * pixels.shape[1] * 4 <= pixel_budget(detect_size) else 0
-
-
-def analyse(path: str, detect_size: int, detector: str, upsample: int | None, min_face: int,
-            min_score: float = faces.DEFAULT_MIN_SCORE, verify: bool = True, keep_chips: bool = False,
-            known: list[faces.Box] | None = None) -> Analysis:
-    """Decode, detect, align and describe every face of one photo (runs in a worker). With `known`
-    (full-resolution boxes from the index) nothing is detected: those faces are described again.
-    With `keep_chips` the aligned chips come back too, for an age model that reads them."""
-    try:
-        try:  # what the file is now, to tell at write time whether it changed under us
-            st = os.stat(path)
-            content = file_hashes(path)[1]
-        except OSError as exc:
-            raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
-        seen = (st.st_size, st.st_mtime_ns)
-        d = decode(path, detect_size)
-        if upsample is None:
-            upsample = _upsample(d.pixels, detect_size)
-        if known is not None:
-            boxes = [b.scaled(1 / d.scale, d.pixels.shape[1], d.pixels.shape[0]) for b in known]
-        else:
-            boxes = faces.detect(d.pixels, model=detector, upsample=upsample,
-                                 min_size=max(1, math.floor(min_face / d.scale)), min_score=min_score,
-                                 verify_faces=verify)
-        full_boxes: list[faces.Box] = []
-        chips = []
-        if boxes:
-            full_boxes = list(known) if known is not None else [b.scaled(d.scale, d.width, d.height) for b in boxes]
-            if d.scale > 1.0001 and min(b.width for b in boxes) < CROP_FACE_PX:
-                # cut the faces from a copy only as large as they need, each from its own neighbourhood
-                regions = load_face_regions(path, [(b.top, b.right, b.bottom, b.left) for b in full_boxes])
-                for fb, pixels, (x0, y0) in zip(full_boxes, regions.pixels, regions.origins):
-                    b = fb.scaled(1 / regions.factor, *regions.size)
-                    local = faces.Box(b.top - y0, b.right - x0, b.bottom - y0, b.left - x0)
-                    chips.append(faces.align_and_crop(pixels, local).chip)
-            else:  # the detection copy holds every face large enough: no second decode
-                for fb in full_boxes:
-                    box = fb.scaled(1 / d.scale, d.pixels.shape[1], d.pixels.shape[0])
-                    chips.append(faces.align_and_crop(d.pixels, box).chip)
-        kept = np.stack(chips) if keep_chips and chips else None
-        return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), kept,
-                        seen=seen, content=content)
-    except PhotoError as exc:
-        return Analysis(path, error=str(exc))
-    except MemoryError:
-        return Analysis(path, error="out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - one bad photo never stops a scan
-        return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
-
-
-def _known(boxes: list[faces.Box] | None) -> dict[str, Any]:
-    return {} if boxes is None else {"known": boxes}
-
-
-def _stat_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-def _warm_worker() -> None:
-    """Workers leave Ctrl-C to the main process, which commits what is done and stops them."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One worker per core: each runs the face engine on one thread, or they would fight for the cores.
-    os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
-    faces._api()
-    faces.engine()
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_hashes(path: str) -> tuple[str, str]:
-    """(SHA-256 of the file, SHA-256 of its bytes outside EXIF), from one read."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return hashlib.sha256(data).hexdigest(), content_hash(data)
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class _Scan:
-    def __init__(self, roots, index: Index, model: AgeModel, writer: Writer, options: ScanOptions,
+class _Results:
+    """What a scan found, on its way into the index: faces batched across photos through the age model,
+    rows committed in transactions (every 200 photos or 2 seconds), failures recorded."""
+
+    def __init__(self, index: Index, model: AgeModel, scheme: Any, options: ScanOptions, summary: ScanSummary,
                  on_failure: Callable[[str, str], None], progress: Any) -> None:
-        self.roots = [os.path.abspath(r) for r in roots]
-        self.index, self.model, self.writer, self.opt = index, model, writer, options
-        self.real_roots = [os.path.realpath(r) for r in roots]
-        self.scheme = get_scheme(options.scheme)
-        self.on_failure, self.progress = on_failure, progress
-        self.summary = ScanSummary()
+        self.index, self.model, self.scheme, self.opt = index, model, scheme, options
+        self.summary, self.on_failure, self.progress = summary, on_failure, progress
         self.pending: deque[Analysis] = deque()
         self.pending_faces = 0
         self.rows: list[tuple[dict, list]] = []
@@ -255,11 +147,6 @@ class _Scan:
         self.handled: set[str] = set()  # index keys analysed or regrouped in this run
         self.last_commit = time.monotonic()
         self.saved = 0  # photos of this run committed to the index (analysed or regrouped)
-        # Faces indexed by a version that kept no descriptors: described again from their boxes.
-        self.undescribed = {r[0] for r in index.conn.execute(
-            "SELECT DISTINCT photo_id FROM faces WHERE descriptor IS NULL")}
-
-    # -- triage ------------------------------------------------------------------------------
 
     def fail(self, path: str, reason: str) -> None:
         """Name the file and the reason, and record it: unchanged, it is not tried (or reported) again."""
@@ -274,58 +161,6 @@ class _Scan:
                            "face_count": None, "size": size, "mtime_ns": mtime, "model_id": self.model.model_id,
                            "scheme": self.scheme.name, "tags": None, "sha256": None}, []))
 
-    def triage(self, path: str) -> str:
-        """'analyse' (run the model), 'describe' (faces known, descriptors missing), 'skip' (the index
-        has it as it is now), or 'done' (handled here: regrouped under a new scheme or for new tags,
-        recognised as moved, or failed to stat)."""
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            self.fail(path, f"cannot read: {exc.strerror or exc}")
-            return "done"
-        row = self.index.photo(path)
-        if row is not None and not self.opt.force and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
-            if row["status"] == "failed":
-                if str(row["error"] or "").startswith(RETRIED):
-                    return "analyse"
-                self.summary.known_failures += 1
-                return "skip"
-            tags = str(row["tags"] or "")
-            if row["status"] == "ok" and row["id"] in self.undescribed:
-                return "describe"
-            if row["model_id"] == self.model.model_id and not tags.startswith("failed"):
-                if row["scheme"] == self.scheme.name or tags == UNTAGGED:
-                    return "skip"  # untagged by the user: stays so until scan --force
-                self.regroup(path, row)
-                return "done"
-        if (row is not None and not self.opt.force and row["status"] == "ok" and row["content_sha256"]
-                and row["model_id"] == self.model.model_id and row["tags"] != UNTAGGED):
-            # The file changed: if only its metadata did (our own write, cut off before the index heard
-            # of it, or keywords edited elsewhere), the faces are as they were: re-tag, no model.
-            try:
-                _, content = file_hashes(path)
-            except OSError as exc:
-                self.fail(path, f"cannot read: {exc.strerror or exc}")
-                return "done"
-            if content == row["content_sha256"]:
-                self.regroup(path, row, dated=True)
-                return "done"
-        if row is None and not self.opt.force:
-            try:
-                digest = sha256_file(path)
-            except OSError as exc:
-                self.fail(path, f"cannot read: {exc.strerror or exc}")
-                return "done"
-            for old in self.index.photos_with_hash(digest):
-                if old["path"] != Index.key(path) and not os.path.exists(Index.fs_path(old)) \
-                        and old["model_id"] == self.model.model_id and old["scheme"] == self.scheme.name:
-                    self.flush_rows(force=True)
-                    with self.index.transaction():
-                        self.index.move(old["path"], path, st.st_size, st.st_mtime_ns)
-                    self.summary.moved += 1
-                    return "done"
-        return "analyse"
-
     def regroup(self, path: str, row: Any, dated: bool = False) -> None:
         """Same photo, same model: new groups (another scheme) and new tags (its metadata changed, or
         its last write failed) from the index, without the model. With `dated`, its date is read again:
@@ -338,8 +173,6 @@ class _Scan:
         self.summary.tagged += 1
         self.summary.faces += row["face_count"] or 0
         self.flush_rows()
-
-    # -- results -----------------------------------------------------------------------------
 
     def take(self, a: Analysis) -> None:
         if a.error is not None:
@@ -437,6 +270,83 @@ class _Scan:
         self.redated.clear()
         self.last_commit = time.monotonic()
 
+    def drop_unsaved(self) -> None:
+        """What no transaction could hold (a full disk): the next scan does it again."""
+        self.rows.clear()
+        self.regroups.clear()
+        self.redated.clear()
+
+
+class _Scan:
+    """One scan: the walk and its triage (what needs the model, what only new groups or tags), the worker
+    processes, then people and the tags, all in the index this scan holds the lock of."""
+
+    def __init__(self, roots, index: Index, model: AgeModel, writer: Writer, options: ScanOptions,
+                 on_failure: Callable[[str, str], None], progress: Any) -> None:
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.index, self.model, self.writer, self.opt = index, model, writer, options
+        self.real_roots = [os.path.realpath(r) for r in roots]
+        self.scheme = get_scheme(options.scheme)
+        self.on_failure, self.progress = on_failure, progress
+        self.summary = ScanSummary()
+        self.out = _Results(index, model, self.scheme, options, self.summary, on_failure, progress)
+        # Faces indexed by a version that kept no descriptors: described again from their boxes.
+        self.undescribed = {r[0] for r in index.conn.execute(
+            "SELECT DISTINCT photo_id FROM faces WHERE descriptor IS NULL")}
+
+    # -- triage ------------------------------------------------------------------------------
+    def triage(self, path: str) -> str:
+        """'analyse' (run the model), 'describe' (faces known, descriptors missing), 'skip' (the index
+        has it as it is now), or 'done' (handled here: regrouped under a new scheme or for new tags,
+        recognised as moved, or failed to stat)."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self.out.fail(path, f"cannot read: {exc.strerror or exc}")
+            return "done"
+        row = self.index.photo(path)
+        if row is not None and not self.opt.force and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            if row["status"] == "failed":
+                if str(row["error"] or "").startswith(RETRIED):
+                    return "analyse"
+                self.summary.known_failures += 1
+                return "skip"
+            tags = str(row["tags"] or "")
+            if row["status"] == "ok" and row["id"] in self.undescribed:
+                return "describe"
+            if row["model_id"] == self.model.model_id and not tags.startswith("failed"):
+                if row["scheme"] == self.scheme.name or tags == UNTAGGED:
+                    return "skip"  # untagged by the user: stays so until scan --force
+                self.out.regroup(path, row)
+                return "done"
+        if (row is not None and not self.opt.force and row["status"] == "ok" and row["content_sha256"]
+                and row["model_id"] == self.model.model_id and row["tags"] != UNTAGGED):
+            # The file changed: if only its metadata did (our own write, cut off before the index heard
+            # of it, or keywords edited elsewhere), the faces are as they were: re-tag, no model.
+            try:
+                _, content = file_hashes(path)
+            except OSError as exc:
+                self.out.fail(path, f"cannot read: {exc.strerror or exc}")
+                return "done"
+            if content == row["content_sha256"]:
+                self.out.regroup(path, row, dated=True)
+                return "done"
+        if row is None and not self.opt.force:
+            try:
+                digest = sha256_file(path)
+            except OSError as exc:
+                self.out.fail(path, f"cannot read: {exc.strerror or exc}")
+                return "done"
+            for old in self.index.photos_with_hash(digest):
+                if old["path"] != Index.key(path) and not os.path.exists(Index.fs_path(old)) \
+                        and old["model_id"] == self.model.model_id and old["scheme"] == self.scheme.name:
+                    self.out.flush_rows(force=True)
+                    with self.index.transaction():
+                        self.index.move(old["path"], path, st.st_size, st.st_mtime_ns)
+                    self.summary.moved += 1
+                    return "done"
+        return "analyse"
+
     # -- the run -----------------------------------------------------------------------------
 
     def tasks(self) -> Iterable[tuple[str, list[faces.Box] | None]]:
@@ -450,7 +360,7 @@ class _Scan:
             if isinstance(item, WalkError):
                 path = os.path.abspath(item.path)
                 seen.add(path)  # its row (a failure record) is not 'missing'
-                self.fail(path, item.reason)
+                self.out.fail(path, item.reason)
                 continue
             path = os.path.abspath(item)
             if path in seen:
@@ -485,7 +395,7 @@ class _Scan:
         try:
             if workers <= 1:
                 for path, known in self.tasks():
-                    self.take(analyse(path, *args, **_known(known)))
+                    self.out.take(analyse(path, *args, **_known(known)))
             else:
                 with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                             initializer=_warm_worker) as pool:
@@ -496,13 +406,13 @@ class _Scan:
                             if len(inflight) >= workers * 4:
                                 done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                                 for fut in done:
-                                    self.take(fut.result())
+                                    self.out.take(fut.result())
                         for fut in cf.as_completed(inflight):
-                            self.take(fut.result())
+                            self.out.take(fut.result())
                     except BaseException:
                         pool.shutdown(wait=False, cancel_futures=True)
                         raise
-            self.predict_pending()
+            self.out.predict_pending()
             missing = self.index_missing()
             self.summary.missing = missing
             if self.opt.people:
@@ -516,7 +426,7 @@ class _Scan:
             self.summary.seconds = time.monotonic() - t0
             full = self._close(started, full)
         if full is not None:
-            raise IndexFullError(f"{full}: {self.saved} photo{'s' if self.saved != 1 else ''} of this scan saved "
+            raise IndexFullError(f"{full}: {self.out.saved} photo{'s' if self.out.saved != 1 else ''} of this scan saved "
                                  "in it; no photo was harmed. Free some space and scan again: it goes on where "
                                  "this scan stopped") from full
         return self.summary
@@ -524,11 +434,9 @@ class _Scan:
     def _close(self, started: str, full: IndexFullError | None) -> IndexFullError | None:
         """Commit what is left and record the run; on a full disk, keep what was committed and say so."""
         if full is not None:  # what no transaction could hold is done again by the next scan
-            self.rows.clear()
-            self.regroups.clear()
-            self.redated.clear()
+            self.out.drop_unsaved()
         try:
-            self.flush_rows(force=True)
+            self.out.flush_rows(force=True)
             with self.index.transaction():
                 self.index.record_run({
                     "started_at": started, "finished_at": _now(), "roots": "\n".join(self.roots),
@@ -551,10 +459,10 @@ class _Scan:
         self.summary.failures += out.failures
         for reason, n in out.not_written.items():
             self.summary.not_written[reason] = self.summary.not_written.get(reason, 0) + n
-        self.summary.retagged += sum(Index.key(p) not in self.handled for p in out.written)
+        self.summary.retagged += sum(Index.key(p) not in self.out.handled for p in out.written)
 
     def index_missing(self) -> int:
-        self.flush_rows(force=True)
+        self.out.flush_rows(force=True)
         folders = [r for r in self.roots if os.path.isdir(r)]
         if not folders:
             return 0
@@ -584,61 +492,3 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
             raise SchemeError(f"scheme {options.scheme!r}: the group name {group!r} {problem}")
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
                  progress or _NoProgress()).run()
-
-
-@dataclass
-class UntagSummary:
-    files_seen: int = 0
-    untagged: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    stale_removed: int = 0
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failures else 0
-
-    def line(self) -> str:
-        text = f"{self.files_seen} files seen, {self.untagged} untagged, {len(self.failures)} failed"
-        return text + (f", {self.stale_removed} leftover temp files removed" if self.stale_removed else "")
-
-
-def untag(roots: Iterable[str | Path], writer: Writer, *, index: Index | None = None, exclude: Iterable[str] = (),
-          follow_symlinks: bool = False, on_failure: Callable[[str, str], None] | None = None) -> UntagSummary:
-    """Remove exactly what phototag wrote (its keywords and its UserComment record) from photos under `roots`.
-
-    With an index, each untagged photo's row says so and records the file as it now is, so the next
-    scan leaves it alone (`scan --force` tags it again).
-    """
-    from .walk import sniff
-
-    summary = UntagSummary()
-    report = on_failure or (lambda p, r: None)
-    roots = [os.path.abspath(r) for r in roots]
-    real_roots = [os.path.realpath(r) for r in roots]
-    for item in walk(roots, exclude=exclude, follow_symlinks=follow_symlinks):
-        if isinstance(item, StaleTemp):
-            summary.stale_removed += writer.discard_stale(item.path, item.pid)
-            continue
-        if isinstance(item, WalkError):
-            summary.failures.append((str(item.path), item.reason))
-            report(str(item.path), item.reason)
-            continue
-        summary.files_seen += 1
-        path = os.path.abspath(item)
-        try:
-            with open(path, "rb") as f:
-                fmt = sniff(f.read(16))
-            if fmt is None or not writer.remove(write_target(path, real_roots), fmt):
-                continue  # remove() treats unreadable EXIF as holding nothing of ours
-        except (TagWriteError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, TagWriteError) else f"cannot read: {exc.strerror or exc}"
-            summary.failures.append((path, reason))
-            report(path, reason)
-            continue
-        summary.untagged += 1
-        if index is not None and index.photo(path) is not None:
-            st = os.stat(path)
-            with index.transaction() as conn:
-                conn.execute("UPDATE photos SET tags = ?, size = ?, mtime_ns = ?, sha256 = ? WHERE path = ?",
-                             (UNTAGGED, st.st_size, st.st_mtime_ns, sha256_file(path), Index.key(path)))
-    return summary

@@ -22,19 +22,15 @@ from typing import Any
 import numpy as np
 
 from .births import BirthEstimate, day_to_iso, estimate_birth, given_ages, parse_date, person_ages, usable_day
-from .errors import PhototagError
-from .groups import estimate_many, get_scheme
+from ..errors import PeopleError
 from .grouping import GroupingOptions, group_faces
-from .index import Index, pack_distribution
-from .retag import UNTAGGED
-from .tags import name_problem
+from ..ages.groups import estimate_many, get_scheme, pack_distribution
+from ..store.index import Index, resolve_person
+from ..tags.retag import UNTAGGED
+from ..tags.names import name_problem
 
-__all__ = ["PeopleError", "PeopleUpdate", "update_people", "list_people", "person_faces", "name_person",
+__all__ = ["PeopleError", "resolve_person", "PeopleUpdate", "update_people", "list_people", "person_faces", "name_person",
            "merge_people", "remove_face", "resolve_person"]
-
-
-class PeopleError(PhototagError):
-    """A people command that cannot be carried out; nothing was changed."""
 
 
 @dataclass
@@ -192,19 +188,6 @@ def _face_ages(scheme: Any, dist: np.ndarray, days: np.ndarray, own_ages: list[f
 
 
 # -- what the user sees and decides ----------------------------------------------------------------
-
-def resolve_person(index: Index, ref: str | int) -> sqlite3.Row:
-    """A person by id or by name (any case); PeopleError when there is none."""
-    text = str(ref).strip()
-    row = None
-    if text.isdigit():
-        row = index.conn.execute("SELECT * FROM people WHERE id = ?", (int(text),)).fetchone()
-    if row is None:
-        row = index.conn.execute("SELECT * FROM people WHERE name = ?", (text,)).fetchone()
-    if row is None:
-        raise PeopleError(f"no person {text!r} in the index (phototag people lists them)")
-    return row
-
 
 def list_people(index: Index, *, min_faces: int = 2) -> list[dict[str, Any]]:
     """Every person with at least `min_faces` faces, and every named one; most faces first."""

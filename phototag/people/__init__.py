@@ -1,0 +1,1 @@
+"""People: faces grouped into persons, their birth dates, and the user's decisions about them."""

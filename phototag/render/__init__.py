@@ -1,0 +1,1 @@
+"""Drawing: boxes and labels on a copy of a photo, contact sheets of faces."""

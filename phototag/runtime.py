@@ -1,0 +1,127 @@
+"""What the face engine and the age model both run on: the models folder, the LiteRT runner, Keras,
+dlib through face_recognition, checksums, and a quiet native stderr.
+
+The lowest layer of phototag after `errors`: it imports nothing of phototag's but errors, so both
+`faces` and `ages` can stand on it without reaching into each other. Nothing heavy runs at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import DependencyError
+
+__all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
+           "face_recognition_api", "load_dlib"]
+
+
+def _models_dir() -> Path:
+    """`models/` of a source checkout, else the copy packed into the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "models", here / "_models"):
+        if any(candidate.glob("*.json")):
+            return candidate
+    return here.parent / "models"
+
+
+MODELS_DIR = _models_dir()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send the process's native stderr (fd 2) to /dev/null for a moment.
+
+    TensorFlow and LiteRT print start-up lines from C++ before any log level applies; cron mails
+    stderr, so those lines must not reach it. Python's own errors still do, after the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras() -> Any:
+    """Import Keras on TensorFlow (unless KERAS_BACKEND says otherwise) without TensorFlow's start-up noise."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    try:
+        with native_stderr_silenced():
+            import keras
+    except ImportError as exc:
+        raise DependencyError(f"cannot load Keras/TensorFlow ({exc}): training, conversion and the Keras "
+                              "runtime need the train extra (uv sync --extra train)") from exc
+    return keras
+
+
+def file_sha256(path: Path) -> str:
+    """The checksum model cards name their files by."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Runner:
+    """One LiteRT interpreter: resized whenever the input's shape changes (a batch size, a pyramid
+    band), the input cast to the model's dtype, every output copied out. The age models and the face
+    engine both run through it."""
+
+    def __init__(self, interp: Any, dtype: str = "float32") -> None:
+        self.interp, self.dtype, self.shape = interp, np.dtype(dtype), None
+        self.input = interp.get_input_details()[0]["index"]  # looked up once, not on every call
+        self.outputs = interp.get_output_details()
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape != self.shape:
+            with native_stderr_silenced():
+                self.interp.resize_tensor_input(self.input, list(x.shape))
+                self.interp.allocate_tensors()
+            self.shape = x.shape
+        self.interp.set_tensor(self.input, np.ascontiguousarray(x, dtype=self.dtype))
+        self.interp.invoke()
+        return [self.interp.get_tensor(o["index"]).copy() for o in self.outputs]
+
+
+@functools.lru_cache(maxsize=1)
+def face_recognition_api() -> Any:
+    """Import face_recognition once, turning its quiet `quit()` on a broken install into an error."""
+    if importlib.util.find_spec("face_recognition_models") is None:
+        raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import pkg_resources  # noqa: F401  face_recognition_models needs it
+        except ImportError as exc:
+            raise DependencyError("face_recognition_models needs pkg_resources: install setuptools<82") from exc
+        try:
+            import face_recognition.api as api
+        except (ImportError, SystemExit) as exc:
+            raise DependencyError(f"cannot load face_recognition/dlib: {exc}") from exc
+    # face_recognition turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process, which would let a
+    # truncated photo pass as whole (and be tagged). We want to hear about truncated files.
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return api
+
+
+def load_dlib() -> Any:
+    """dlib, loaded the way face_recognition loads it (its models' checks first)."""
+    face_recognition_api()
+    import dlib
+
+    return dlib
