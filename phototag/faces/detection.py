@@ -1,8 +1,8 @@
-"""Face detection, landmarks and the one alignment function shared by scanning and training.
+"""Finding faces: dlib's HOG and its CNN face detector (in the face engine) together, the CNN
+confirming HOG's doubtful boxes; and describing aligned chips with dlib's descriptor network.
 
 Everything dlib-related loads lazily: importing this module costs nothing, so `phototag --help`
-stays instant. The aligned chip is dlib's own `get_face_chip` (5-point landmarks, 150 px, 25 %
-padding), which is exactly what dlib's face-descriptor network was trained on.
+stays instant.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ from typing import Any
 import numpy as np
 
 from .engine import CHIP_SIZE, DESCRIPTOR_SIZE, get_engine
-from ..runtime import face_recognition_api, load_dlib
+from ..runtime import face_recognition_api
 
-__all__ = ["Box", "FaceCrop", "detect", "verify", "align_and_crop", "describe", "face_engine", "CHIP_SIZE", "CHIP_PADDING",
-           "DESCRIPTOR_SIZE", "DETECTORS", "DEFAULT_MIN_SCORE"]
-
-CHIP_PADDING = 0.25
-
+__all__ = ["Box", "detect", "verify", "describe", "face_engine", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
+           "DEFAULT_MIN_SCORE"]
 
 @dataclass(frozen=True)
 class Box:
@@ -51,17 +48,7 @@ class Box:
         return [self.top, self.right, self.bottom, self.left]
 
 
-@dataclass(frozen=True)
-class FaceCrop:
-    """An aligned face: where it was, its five landmarks, and the chip the model sees."""
-
-    box: Box
-    landmarks: tuple[tuple[int, int], ...]
-    chip: np.ndarray  # CHIP_SIZE x CHIP_SIZE x 3, uint8 RGB
-
-
 _api = face_recognition_api  # face_recognition, loaded once (runtime)
-_dlib = load_dlib
 
 
 # dlib's HOG detector scores its boxes; face_recognition keeps everything above 0. Weak HOG boxes are
@@ -174,22 +161,6 @@ def detect(image: np.ndarray, *, model: str = "auto", upsample: int = 0, min_siz
         scored = hog + [(c, s) for c, s in cnn if not any(_overlaps(c, b) for b, _ in hog)]
     scored = [(b, s) for b, s in scored if b.width > 0 and b.height > 0 and min(b.width, b.height) >= min_size]
     return sorted((b for b, _ in scored), key=lambda b: -(b.width * b.height))
-
-
-def align_and_crop(image: np.ndarray, box: Box, *, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> FaceCrop:
-    """Find 5 landmarks inside `box` and cut the face out upright, eyes level, at a fixed size.
-
-    The single function used by `phototag scan` and by `training/`, so the model sees at prediction
-    time exactly the crops it was trained on.
-    """
-    api = _api()
-    dlib = _dlib()
-    image = np.ascontiguousarray(image)
-    rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
-    shape = api.pose_predictor_5_point(image, rect)
-    chip = dlib.get_face_chip(image, shape, size=size, padding=padding)
-    landmarks = tuple((p.x, p.y) for p in shape.parts())
-    return FaceCrop(box=box, landmarks=landmarks, chip=np.asarray(chip, dtype=np.uint8))
 
 
 def describe(chips: list[np.ndarray]) -> np.ndarray:
