@@ -1,4 +1,4 @@
-"""`phototag people`: list, show, name, merge and correct the people phototag found.
+"""`phototag people`: list, show, name, merge and correct the people phototag found, and suggest merges.
 
 Each command parses its options, calls one function of `phototag.people` and prints. Changes take the
 scan lock (exit code 3 while a scan runs) and are one transaction each; the photos' tags follow at the
@@ -16,7 +16,7 @@ import typer
 from .common import DbOption, db_path, fatal
 from ..errors import PhototagError
 
-people_app = typer.Typer(help="The people in your photos: list, show, name, merge, correct.",
+people_app = typer.Typer(help="The people in your photos: list, show, name, merge, correct, suggest merges.",
                          invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
 
 FormatOption = typer.Option("table", "--format", "-f", help="Output: table or json.")
@@ -169,3 +169,67 @@ def remove(person: str = typer.Argument(..., help="The person (id or name)."),
 
     info = _change(db, remove_face, person, face)
     _done(info, f"{len(face)} face{'s' if len(face) != 1 else ''} taken out")
+
+
+@people_app.command("suggest")
+def suggest(db: Optional[Path] = DbOption,
+            limit: int = typer.Option(20, "--limit", min=1, help="At most this many pairs."),
+            sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also draw each pair's faces side by side "
+                                                 "(.jpg or .png): a row per pair, the first person's faces then "
+                                                 "the second's."),
+            format: str = FormatOption) -> None:
+    """Pairs of people that are probably one, best first, with how far apart their faces are and why.
+    Accept one with `phototag people merge A B`; say they are two with `phototag people reject A B`."""
+    from ..people.suggest import suggest_merges
+
+    _check_format(format)
+    try:
+        with _open(db) as index:
+            found = suggest_merges(index, limit=limit)
+            people = index.conn.execute("SELECT count(*) FROM people WHERE face_count > 0").fetchone()[0]
+            if sheet is not None and found:
+                _pair_sheet(index, found, sheet)
+    except PhototagError as exc:
+        raise fatal(exc) from None
+    if format == "json":
+        typer.echo(json.dumps([s.as_dict() for s in found], indent=2))
+        return
+    if not found:
+        typer.echo("fewer than two people in the index: nothing to suggest" if people < 2
+                   else "no pairs to suggest: no two people are close enough to be one")
+        return
+    _table(["a", "b", "score", "why"], [[_who(s.person_a, s.name_a), _who(s.person_b, s.name_b), f"{s.score:.2f}",
+                                         s.why] for s in found])
+
+
+def _who(person_id: int, name: Optional[str]) -> str:
+    return f"{person_id} ({name})" if name else str(person_id)
+
+
+def _pair_sheet(index: Any, found: list, out: Path, per_person: int = 4) -> None:
+    """A contact sheet with a row per pair: up to `per_person` faces of each, oldest first."""
+    from ..ages.groups import get_scheme
+    from ..people.update import person_faces
+    from ..render.sheet import SheetOptions, contact_sheet
+
+    faces: list[dict[str, Any]] = []
+    for s in found:
+        for person_id in (s.person_a, s.person_b):
+            mine = person_faces(index, person_id)[1][:per_person]
+            faces += [mine[i % len(mine)] for i in range(per_person)]  # a short row repeats its faces
+    title = "suggested merges: each row, the first person's faces, then the second's"
+    names = get_scheme(faces[0]["scheme"] if faces else None).names
+    result = contact_sheet(faces, out, names, SheetOptions(columns=2 * per_person, title=title),
+                           on_skip=lambda p, r: typer.echo(f"phototag: {p}: {r}", err=True))
+    typer.echo(f"{len(found)} pairs on {result.path}", err=True)
+
+
+@people_app.command("reject")
+def reject(person_a: str = typer.Argument(..., help="One person (id or name)."),
+           person_b: str = typer.Argument(..., help="The other (id or name)."),
+           db: Optional[Path] = DbOption) -> None:
+    """These are two people: `suggest` never shows the pair again (a later merge of the two takes it back)."""
+    from ..people.suggest import reject_pair
+
+    a, b = _change(db, reject_pair, person_a, person_b)
+    typer.echo(f"person {a} and person {b}: recorded as two people; suggest will not show them again")

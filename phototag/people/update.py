@@ -294,6 +294,12 @@ def merge_people(index: Index, keep_ref: str | int, other_refs: list[str | int],
         raise PeopleError(f"they are two faces in one photo ({shared['path']}): not one person")
     with index.transaction() as conn:
         for o in others:
+            # "These are two people", said of the one merged in, now speaks for the one kept; said of the
+            # two themselves, it is taken back: a merge is the user's latest word.
+            conn.execute("INSERT OR IGNORE INTO person_rejections (person_a, person_b) "
+                         "SELECT min(?, x), max(?, x) FROM (SELECT person_b AS x FROM person_rejections "
+                         "WHERE person_a = ? UNION SELECT person_a FROM person_rejections WHERE person_b = ?) "
+                         "WHERE x != ?", (keep["id"], keep["id"], o["id"], o["id"], keep["id"]))
             conn.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", (keep["id"], o["id"]))
             conn.execute("INSERT OR IGNORE INTO face_exclusions (face_id, person_id) "
                          "SELECT face_id, ? FROM face_exclusions WHERE person_id = ?", (keep["id"], o["id"]))

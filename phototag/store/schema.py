@@ -81,6 +81,14 @@ CREATE TABLE IF NOT EXISTS face_exclusions (
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
     PRIMARY KEY (face_id, person_id)
 );
+-- The user's "these are two people" (phototag people reject): suggest never shows the pair again,
+-- and a merge of the two takes the decision back. person_a < person_b.
+CREATE TABLE IF NOT EXISTS person_rejections (
+    person_a INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    person_b INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    PRIMARY KEY (person_a, person_b),
+    CHECK (person_a < person_b)
+);
 
 """
 
