@@ -161,3 +161,21 @@ def unprivileged():
 def _no_user_settings(monkeypatch):
     """A developer's own ~/.config/phototag/config.toml must not change what the tests see."""
     monkeypatch.setenv("PHOTOTAG_CONFIG", os.devnull)
+
+
+def copy_scanned(lib: Path, db: Path, dest: Path) -> tuple[Path, Path]:
+    """A scanned library and its index, copied into `dest` (mtimes kept), the index's paths moved along:
+    a module's one scan, given fresh to each test."""
+    import sqlite3
+
+    new_lib, new_db = dest / lib.name, dest / db.name
+    shutil.copytree(lib, new_lib, copy_function=shutil.copy2)
+    src, dst = sqlite3.connect(db), sqlite3.connect(new_db)
+    try:
+        src.backup(dst)
+        dst.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(lib), str(new_lib)))
+        dst.commit()
+    finally:
+        src.close()
+        dst.close()
+    return new_lib, new_db

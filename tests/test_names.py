@@ -21,7 +21,7 @@ from phototag.scan.pipeline import file_hashes, write_target
 from phototag.tags.retag import Retagger
 from phototag.tags.exif import ExifWriter
 
-from .conftest import ROOT, exif_bytes, exiftool, save_jpeg, tree_digest
+from .conftest import ROOT, copy_scanned, exif_bytes, exiftool, save_jpeg, tree_digest
 
 runner = CliRunner()
 
@@ -44,15 +44,8 @@ def sample_scan(tmp_path_factory):
 @pytest.fixture
 def sample(sample_scan, tmp_path):
     """(library, index, the id of the person seen twice) in a fresh copy."""
-    lib, db = sample_scan
-    shutil.copytree(lib, tmp_path / "sample", copy_function=shutil.copy2)
-    src, dst = sqlite3.connect(db), sqlite3.connect(tmp_path / "s.db")
-    src.backup(dst)
-    dst.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(lib), str(tmp_path / "sample")))
-    dst.commit()
-    person = dst.execute("SELECT id FROM people WHERE face_count = 2").fetchone()[0]
-    src.close(), dst.close()
-    return tmp_path / "sample", tmp_path / "s.db", person
+    lib, db = copy_scanned(*sample_scan, tmp_path)
+    return lib, db, _rows(db, "SELECT id FROM people WHERE face_count = 2")[0][0]
 
 
 def _rows(db: Path, sql: str) -> list[tuple]:

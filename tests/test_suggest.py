@@ -7,7 +7,6 @@ offer only pairs of one person, and a rejection must hold through re-scans and `
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from phototag.people.grouping import GroupingOptions
 from phototag.people.update import update_people
 from phototag.store.index import Index
 
+from .conftest import copy_scanned
 from .people_photos import FAMILY, make_family
 
 runner = CliRunner()
@@ -44,14 +44,7 @@ def split_scan(tmp_path_factory):
 
 @pytest.fixture
 def split(split_scan, tmp_path):
-    lib, db = split_scan
-    shutil.copytree(lib, tmp_path / "photos", copy_function=shutil.copy2)
-    src, dst = sqlite3.connect(db), sqlite3.connect(tmp_path / "i.db")
-    src.backup(dst)
-    dst.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(lib), str(tmp_path / "photos")))
-    dst.commit()
-    src.close(), dst.close()
-    return tmp_path / "photos", tmp_path / "i.db"
+    return copy_scanned(*split_scan, tmp_path)
 
 
 def _who(db: Path, lib: Path) -> dict[int, str]:
