@@ -40,14 +40,14 @@ def _faces(db: Path, truth_of: Any) -> list[tuple[int, int, str]]:
     return out
 
 
-def quality(db: Path, truth_of: Any, limit: int = 200) -> dict[str, Any]:
+def quality(db: Path, truth_of: Any, limit: int = 200, **options: Any) -> dict[str, Any]:
     from phototag.people.suggest import suggest_merges
     from phototag.store.index import Index
 
     faces = _faces(db, truth_of)
     main = {pid: Counter(t for _, p, t in faces if p == pid).most_common(1)[0][0] for _, pid, _ in faces}
     with Index(db) as index:
-        found = [s for s in suggest_merges(index, limit=limit) if s.person_a in main and s.person_b in main]
+        found = [s for s in suggest_merges(index, limit=limit, **options) if s.person_a in main and s.person_b in main]
     right = [main[s.person_a] == main[s.person_b] for s in found]
     parent = {pid: pid for pid in main}
 
