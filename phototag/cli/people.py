@@ -186,7 +186,8 @@ def suggest(db: Optional[Path] = DbOption,
     try:
         with _open(db) as index:
             found = suggest_merges(index, limit=limit)
-            people = index.conn.execute("SELECT count(*) FROM people WHERE face_count > 0").fetchone()[0]
+            few = not found and index.conn.execute(
+                "SELECT count(*) FROM people WHERE face_count > 0").fetchone()[0] < 2
             if sheet is not None and found:
                 _pair_sheet(index, found, sheet)
     except PhototagError as exc:
@@ -195,7 +196,7 @@ def suggest(db: Optional[Path] = DbOption,
         typer.echo(json.dumps([s.as_dict() for s in found], indent=2))
         return
     if not found:
-        typer.echo("fewer than two people in the index: nothing to suggest" if people < 2
+        typer.echo("fewer than two people in the index: nothing to suggest" if few
                    else "no pairs to suggest: no two people are close enough to be one")
         return
     _table(["a", "b", "score", "why"], [[_who(s.person_a, s.name_a), _who(s.person_b, s.name_b), f"{s.score:.2f}",

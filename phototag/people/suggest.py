@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import PeopleError
 from ..store.index import Index, resolve_person
-from .grouping import GroupingOptions
+from .grouping import GroupingOptions, neighbours
 
 __all__ = ["Suggestion", "suggest_merges", "reject_pair", "MAX_DISTANCE"]
 
@@ -89,8 +89,6 @@ def _people(conn: sqlite3.Connection) -> dict[int, _Person]:
 
 def _candidates(people: dict[int, _Person]) -> set[tuple[int, int]]:
     """Pairs worth measuring: each person and the people nearest to it by mean descriptor."""
-    from .grouping import neighbours
-
     ids = sorted(people)
     means = np.stack([people[i].descriptors.mean(axis=0) for i in ids]).astype(np.float32)
     k = min(len(ids), _NEIGHBOURS + 1)

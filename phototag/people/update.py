@@ -30,7 +30,7 @@ from ..tags.retag import UNTAGGED
 from ..tags.names import name_problem
 
 __all__ = ["PeopleError", "resolve_person", "PeopleUpdate", "update_people", "list_people", "person_faces", "name_person",
-           "merge_people", "remove_face", "resolve_person"]
+           "merge_people", "remove_face"]
 
 
 @dataclass

@@ -94,11 +94,11 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
         return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-def _known(boxes: list[faces.Box] | None) -> dict[str, Any]:
+def known_boxes(boxes: list[faces.Box] | None) -> dict[str, Any]:
     return {} if boxes is None else {"known": boxes}
 
 
-def _stat_key(path: str) -> tuple[int, int] | None:
+def stat_key(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -106,7 +106,7 @@ def _stat_key(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _warm_worker() -> None:
+def warm_worker() -> None:
     """Workers leave Ctrl-C to the main process, which commits what is done and stops them."""
     import signal
 

@@ -126,10 +126,14 @@ def _pixel_limit(head: bytes) -> int:
     return Image.MAX_IMAGE_PIXELS * (2 if head.startswith(b"\xff\xd8\xff") else 1)
 
 
+# Pillow modes of 16-bit (or float) samples, which its convert would clip at 255
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
 def _finish(im: Image.Image, orientation: int) -> Image.Image:
     for op in _TRANSPOSE.get(orientation, ()):
         im = im.transpose(op)
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+    if im.mode in _WIDE_MODES:
         # 16-bit (or float) samples: Pillow's convert would clip them at 255, leaving a white image
         arr = np.asarray(im, dtype=np.float32)
         top = 65535.0 if im.mode != "F" and arr.max(initial=0) > 255 else 255.0
@@ -283,7 +287,7 @@ def load_face_regions(path: str | Path, boxes: list[tuple[int, int, int, int]], 
         shown: Image.Image = im
         for op in _TRANSPOSE.get(orientation, ()):
             shown = shown.transpose(op)
-        if shown.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        if shown.mode in _WIDE_MODES:
             shown = _finish(shown, 1)  # 16-bit samples are scaled by the whole image's range
         width, height = shown.size
         pixels, origins = [], []

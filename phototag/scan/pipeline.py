@@ -27,8 +27,8 @@ from ..people.update import update_people
 from ..store.index import Index
 from ..tags.exif import NullWriter, Writer
 from ..tags.names import keyword_problem
-from ..tags.retag import PENDING, UNTAGGED, Retagger, regroup_faces
-from .analyse import Analysis, _known, _stat_key, _warm_worker, analyse, file_hashes, sha256_file
+from ..tags.retag import FAILED, PENDING, UNTAGGED, Retagger, regroup_faces
+from .analyse import Analysis, analyse, file_hashes, known_boxes, sha256_file, stat_key, warm_worker
 from .decode import DEFAULT_DETECT_SIZE, taken_at
 from .walk import StaleTemp, WalkError, walk
 
@@ -217,7 +217,7 @@ class _Results:
 
     def finish(self, a: Analysis, dist: np.ndarray, female: np.ndarray | None) -> None:
         """Store what was found; the tags are written from the index once people are settled (retag)."""
-        if a.seen is not None and _stat_key(a.path) != a.seen and not self._same_content(a):
+        if a.seen is not None and stat_key(a.path) != a.seen and not self._same_content(a):
             # Replaced or edited after the worker read it: these faces belong to the old file.
             self.fail(a.path, "changed while it was being scanned; left as it is (scanned again next run)")
             return
@@ -314,7 +314,7 @@ class _Scan:
             tags = str(row["tags"] or "")
             if row["status"] == "ok" and row["id"] in self.undescribed:
                 return "describe"
-            if row["model_id"] == self.model.model_id and not tags.startswith("failed"):
+            if row["model_id"] == self.model.model_id and not tags.startswith(FAILED):
                 if row["scheme"] == self.scheme.name or tags == UNTAGGED:
                     return "skip"  # untagged by the user: stays so until scan --force
                 self.out.regroup(path, row)
@@ -395,14 +395,14 @@ class _Scan:
         try:
             if workers <= 1:
                 for path, known in self.tasks():
-                    self.out.take(analyse(path, *args, **_known(known)))
+                    self.out.take(analyse(path, *args, **known_boxes(known)))
             else:
                 with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                            initializer=_warm_worker) as pool:
+                                            initializer=warm_worker) as pool:
                     try:
                         inflight: set[cf.Future] = set()
                         for path, known in self.tasks():
-                            inflight.add(pool.submit(analyse, path, *args, **_known(known)))
+                            inflight.add(pool.submit(analyse, path, *args, **known_boxes(known)))
                             if len(inflight) >= workers * 4:
                                 done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                                 for fut in done:
@@ -426,9 +426,10 @@ class _Scan:
             self.summary.seconds = time.monotonic() - t0
             full = self._close(started, full)
         if full is not None:
-            raise IndexFullError(f"{full}: {self.out.saved} photo{'s' if self.out.saved != 1 else ''} of this scan saved "
-                                 "in it; no photo was harmed. Free some space and scan again: it goes on where "
-                                 "this scan stopped") from full
+            saved = self.out.saved
+            raise IndexFullError(f"{full}: {saved} photo{'s' if saved != 1 else ''} of this scan saved in it; no "
+                                 "photo was harmed. Free some space and scan again: it goes on where this scan "
+                                 "stopped") from full
         return self.summary
 
     def _close(self, started: str, full: IndexFullError | None) -> IndexFullError | None:

@@ -181,7 +181,7 @@ def upgrade(conn: sqlite3.Connection, path: Path) -> None:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     have.add(column)
         conn.execute("UPDATE faces SET age_photo = age, age_photo_low = age_low, age_photo_high = age_high, "
-                          "age_source = 'photo' WHERE age_photo IS NULL")
+                     "age_source = 'photo' WHERE age_photo IS NULL")
         _repair_dates(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
@@ -190,6 +190,7 @@ def upgrade(conn: sqlite3.Connection, path: Path) -> None:
         raise
     conn.executescript(INDEXES)  # idempotent: a kill before this point redoes it next open
     conn.executescript(VIEWS)
+
 
 def _repair_dates(conn: sqlite3.Connection) -> None:
     """Version 3: a `taken_at` that is no real date (`0000-00-00T00:00:00`, `2019-13-45T99:00:00`)
