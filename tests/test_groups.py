@@ -110,8 +110,8 @@ def test_the_mode_shows_the_most_probable_year_and_groups_by_it():
     assert mode.age == 2.0 and mode.group == "Toddler" and mode.group_prob == pytest.approx(0.6)
     assert (mode.low, mode.high) == (mean.low, mean.high)  # the interval does not depend on the rule
     assert point_ages(np.stack([p, one_hot(60)]), "mode").tolist() == [2.0, 60.0]
-    with pytest.raises(ValueError, match="unknown point estimate 'median': use one of mean, mode"):
-        point_ages(p, "median")
+    with pytest.raises(ValueError, match="unknown point estimate 'middle': use one of mean, mode, median"):
+        point_ages(p, "middle")
 
 
 def test_an_age_chosen_before_is_kept_and_grouped():
@@ -127,3 +127,14 @@ def test_an_age_chosen_before_is_kept_and_grouped():
     assert ages.tolist() == [6.0, 40.0]
     assert [get_scheme("ten").names[i] for i in idx] == ["Child", "Mature Adult"]
     assert probs == pytest.approx([0.45, 0.55])
+
+
+def test_the_median_is_the_first_age_holding_half_the_mass():
+    from phototag.ages.groups import point_ages
+
+    p = np.zeros((3, 101))
+    p[0, [2, 3, 40]] = [0.3, 0.3, 0.4]  # mode 40, median 3
+    p[1, [10, 20]] = [0.5, 0.5]  # half the mass is reached at 10
+    p[2, 60:80] = 2.0  # unnormalised: 20 equal years, half by 69
+    assert point_ages(p, "median").tolist() == [3, 10, 69]
+    assert point_ages(p, "mode").tolist() == [40, 10, 60]

@@ -72,6 +72,25 @@ def test_a_chip_model_is_batched_and_refuses_descriptors(astronaut):
         m.predict_descriptors(np.zeros((1, 128), np.float32))
 
 
+def test_a_card_that_asks_for_the_mirror_average_gets_it(tmp_path, astronaut):
+    """outputs.age.mirror = "average": each chip's distribution is the mean of the chip's and of its
+    mirror image's, and so is P(female); a face and its mirror image read the same age."""
+    chips = _real_chips(astronaut)
+    plain = load_model()
+    card = dict(plain.card, outputs=json.loads(json.dumps(plain.card["outputs"])))
+    card["outputs"]["age"]["mirror"] = "average"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    (tmp_path / "m.tflite").symlink_to(MODELS_DIR / f"{DEFAULT_MODEL}.tflite")
+    mirrored = load_model(tmp_path / "m")
+    assert mirrored.mirror_average and not (plain.mirror_average and plain.card is card)
+    got = mirrored.predict_chips(chips)
+    a, b = plain.predict_chips(chips), plain.predict_chips(chips[:, :, ::-1])
+    np.testing.assert_allclose(got.distribution, (a.distribution + b.distribution) / 2, atol=1e-6)
+    np.testing.assert_allclose(got.female, (a.female + b.female) / 2, atol=1e-6)
+    np.testing.assert_allclose(mirrored.predict_chips(chips[:, :, ::-1]).distribution, got.distribution, atol=1e-5)
+    assert np.abs(a.distribution - b.distribution).max() > 1e-3  # the two images do disagree
+
+
 def test_a_chip_model_whose_tflite_is_not_its_cards_is_refused(tmp_path):
     shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.json", tmp_path / "m.json")
     with pytest.raises(ModelError, match=r"model not found \(need m.json and m.tflite\)"):
@@ -101,8 +120,10 @@ def copy_model(tmp_path, **changes):
     ({"preprocessing.chip_size": 112}, "preprocessing chip_size=112 is not supported (phototag does 150)"),
     ({"preprocessing.backbone": "arcface"}, "preprocessing backbone='arcface' is not supported"),
     ({"outputs.age.bins": 8}, "the age output must be a distribution over 101 bins"),
-    ({"outputs.age.point": "median"}, "the age output's point 'median' is not supported (phototag shows one of "
-                                      "mean, mode)"),
+    ({"outputs.age.point": "middle"}, "the age output's point 'middle' is not supported (phototag shows one of "
+                                      "mean, mode, median)"),
+    ({"outputs.age.mirror": "max"}, "the age output's mirror 'max' is not supported (phototag does 'average')"),
+    ({"outputs.age.mirror": "average"}, "the age output's mirror needs a model that reads chips"),
 ])
 def test_a_card_we_cannot_honour_is_refused(tmp_path, change, message):
     with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):

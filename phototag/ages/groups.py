@@ -35,7 +35,7 @@ INTERVAL = 0.80
 # (phototag.ages.model). "mean": the expected age. "mode": the most probable whole year, which the
 # fine-tuned network's children need: their distributions are sharp at the true age with a long tail
 # towards older ages, which drags the mean up (docs/model.md: UTKFace validation, ages 0-12).
-POINTS = ("mean", "mode")
+POINTS = ("mean", "mode", "median")
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,9 @@ def point_ages(distributions: np.ndarray, point: str = "mean") -> np.ndarray:
     p = np.clip(np.asarray(distributions, dtype=np.float64), 0, None)
     if point == "mode":
         return p.argmax(axis=-1).astype(np.float64)
+    if point == "median":  # the first age by which half the mass is reached
+        cdf = np.cumsum(p, axis=-1)
+        return (cdf < 0.5 * cdf[..., -1:]).sum(axis=-1).astype(np.float64)
     if point != "mean":
         raise ValueError(f"unknown point estimate {point!r}: use one of {', '.join(POINTS)}")
     return (p @ np.arange(p.shape[-1])) / p.sum(axis=-1)

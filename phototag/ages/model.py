@@ -76,6 +76,12 @@ class AgeModel:
         `outputs.age.point`, the mean where a card does not say (cards written before it could)."""
         return _point(self.card)
 
+    @property
+    def mirror_average(self) -> bool:
+        """Whether a chip's distribution is averaged with its mirror image's (the card's
+        `outputs.age.mirror: "average"`): a face and its mirror image disagree by about two years."""
+        return _mirror(self.card) == "average"
+
     def _head(self) -> Any:
         if self._keras_model is None:
             keras = import_keras()
@@ -159,7 +165,13 @@ class AgeModel:
         if self.input_kind != "chip":
             return self.predict_descriptors(faces.describe(list(chips)))
         x = np.asarray(chips, dtype=np.uint8).reshape(-1, faces.CHIP_SIZE, faces.CHIP_SIZE, 3)
-        return self._predict(x, batch_size)
+        if not self.mirror_average:
+            return self._predict(x, batch_size)
+        n = len(x)
+        both = self._predict(np.concatenate([x, x[:, :, ::-1]]), batch_size)
+        dist = (both.distribution[:n] + both.distribution[n:]) / 2
+        female = None if both.female is None else (both.female[:n] + both.female[n:]) / 2
+        return Prediction(dist, female)
 
 
 class _LiteRT:
@@ -188,6 +200,10 @@ def _point(card: dict[str, Any]) -> str:
     return str(card.get("outputs", {}).get("age", {}).get("point", "mean"))
 
 
+def _mirror(card: dict[str, Any]) -> str | None:
+    return card.get("outputs", {}).get("age", {}).get("mirror")
+
+
 def _check_card(card: dict[str, Any], where: Path) -> None:
     """Refuse what we cannot honour, naming the field, rather than predict nonsense."""
     if card.get("format") != CARD_FORMAT:
@@ -208,6 +224,10 @@ def _check_card(card: dict[str, Any], where: Path) -> None:
     if (point := _point(card)) not in POINTS:
         raise ModelError(f"{where}: the age output's point {point!r} is not supported "
                          f"(phototag shows one of {', '.join(POINTS)})")
+    if (mirror := _mirror(card)) not in (None, "average"):
+        raise ModelError(f"{where}: the age output's mirror {mirror!r} is not supported (phototag does 'average')")
+    if mirror and _input_kind(card) != "chip":
+        raise ModelError(f"{where}: the age output's mirror needs a model that reads chips")
 
 
 def load_model(path: str | Path | None = None) -> AgeModel:
