@@ -135,7 +135,7 @@ def test_packed_dlib_weights_build_the_same_network(tmp_path):
     assert len(read_layers(dat.parent)) == len(want)  # a folder holding the .dat reads it as it is
 
 
-def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astronaut):
+def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astronaut, monkeypatch):
     """The CPU's fine-tune: dlib's weights below the cut come out as they went in, the layers above
     are trained, and the whole network computes what the two halves compute."""
     from phototag.faces.dlib_dat import read_dat
@@ -150,10 +150,12 @@ def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astro
     export_chips(f"fgnet:{fg}", tmp_path / "fg.npz", workers=1)
     out = tmp_path / "out"
     out.mkdir()
-    report = run(Namespace(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz",
-                           extra=tmp_path / "fg.npz", out=out, epochs=2, batch=8, lr=1e-3, folds=3, variants=1,
-                           extra_weight=3.0, seed=1, limit=None, workers=1, gender_weight=0.1, mixed_bf16=False,
-                           folds_run=None, no_final=False, train_from="relu70"))
+    args = Namespace(dat=source_files()["descriptor"].parent, train=tmp_path / "utk.npz",
+                     extra=tmp_path / "fg.npz", out=out, epochs=2, batch=8, lr=1e-3, folds=3, variants=1,
+                     extra_weight=3.0, seed=1, limit=None, workers=1, gender_weight=0.1, mixed_bf16=False,
+                     folds_run=None, no_final=False, train_from="relu70", balance=0.5,
+                     features_cache=tmp_path / "cache" / "f.npy", val=tmp_path / "fg.npz")
+    report = run(args)
     assert report["timings"]["features"] > 0
     predicted = report["fgnet_crossval"]["predicted"]
     assert all(isinstance(p, float) for p in predicted)  # each face held out once
@@ -180,10 +182,41 @@ def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astro
     assert np.abs(whole @ ages - halves @ ages).max() < 0.05  # float16 features: the same ages
     with pytest.raises(ValueError, match="no layer 'relu71'"):
         split_at(trained, "relu71")
-    from training.ship import write_card  # the card says what was trained
+    # each checkpoint measured on the validation faces, clean and mirrored
+    val = np.load(out / "val-e2.npz")
+    faces = len(load_chips(tmp_path / "fg.npz")["keys"])
+    assert val["distributions"].shape == val["distributions_mirrored"].shape == (faces, 101)
+    np.testing.assert_allclose(val["distributions"].sum(axis=1), 1, atol=1e-4)
+    assert not np.allclose(val["distributions"], val["distributions_mirrored"])
+    assert set(report["val"]) == {"1", "2"} and report["val"]["2"]["mode"] >= 0
+    assert "distributions_mirrored" in held.files
+    # a second run on the same faces reads the frozen features back instead of computing them: the
+    # cache holds dlib's own lower layers' output for every face, clean and mirrored
+    import training.finetune as ft
 
-    (tmp_path / "m.tflite").write_bytes(b"")
-    card = json.loads(write_card(tmp_path / "m", json.loads((out / "finetune.json").read_text()), 2,
-                                 {"val": {"faces": 0}, "test": {"faces": 0}}, {}, "0000000").read_text())
-    assert "dlib's weights kept up to its layer relu70" in card["description"]
-    assert card["preprocessing"]["backbone_frozen_up_to"] == "relu70" and card["outputs"]["age"]["point"] == "mean"
+    def no_copies(*args, **kwargs):
+        raise AssertionError("the degraded copies were drawn again")
+
+    again = tmp_path / "again"
+    again.mkdir()
+    monkeypatch.setattr(ft, "_variants", no_copies)
+    second = ft.run(Namespace(**{**vars(args), "out": again}))
+    assert all(isinstance(p, float) for p in second["fgnet_crossval"]["predicted"])
+    table = np.load(tmp_path / "cache" / "f.npy", mmap_mode="r")
+    every = np.concatenate([load_chips(tmp_path / "utk.npz")["chips"], load_chips(tmp_path / "fg.npz")["chips"]])
+    assert table.shape[:3] == (2, 2, len(every))  # mirrored or not, clean or the one degraded copy
+    dlib_lower, _ = split_at(dlib, "relu70")
+    np.testing.assert_allclose(table[0, 0], features(dlib_lower, every), atol=2e-2, rtol=1e-2)
+    np.testing.assert_allclose(table[1, 0], features(dlib_lower, every[:, :, ::-1]), atol=2e-2, rtol=1e-2)
+
+
+def test_balance_weights_lift_the_rare_ages():
+    from training.finetune import balance_weights
+
+    ages = np.array([30] * 80 + [70] * 20)
+    w = balance_weights(ages, 0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[-1] / w[0] == pytest.approx(2.0, rel=0.01)  # four times rarer, weighed twice as much
+    assert np.array_equal(balance_weights(ages, 0.0), np.ones(100, np.float32))
+    smooth = balance_weights(np.array([30] * 50 + [31] * 50), 1.0)
+    assert np.allclose(smooth, 1.0, atol=0.01)  # neighbouring years share a density

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers", "score_crossval"]
+__all__ = ["balance_weights", "build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers",
+           "score_crossval"]
 
 CROSSVAL_FILE = "fgnet-crossval.npz"  # the held-out age distributions (NaN where a call ran no fold)
 FACE_WIDTH = 100  # about how wide the face is in a 150-px chip with dlib's padding of 0.25
@@ -129,6 +130,22 @@ def score_crossval(cv: dict[str, Any]) -> int:
     return len(done)
 
 
+def balance_weights(ages: np.ndarray, alpha: float, sigma: float = 5.0, bins: int = 101) -> np.ndarray:
+    """Each face's weight against the imbalance of its age: the ages' histogram smoothed by a Gaussian
+    of `sigma` years (label distribution smoothing, Yang et al. 2021, "Delving into Deep Imbalanced
+    Regression"), raised to -alpha and scaled to a mean of 1. UTKFace holds four faces of 20-39 for
+    every one over 60, and a network trained on it unweighted reads the old young."""
+    a = np.clip(np.round(ages).astype(int), 0, bins - 1)
+    if alpha == 0:
+        return np.ones(len(a), np.float32)
+    hist = np.bincount(a, minlength=bins).astype(np.float64)
+    grid = np.arange(bins)
+    kernel = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / sigma) ** 2)
+    density = kernel @ hist
+    w = density[a] ** -alpha
+    return (w / w.mean()).astype(np.float32)
+
+
 def _degrade(args: tuple[np.ndarray, str, int]) -> np.ndarray:
     from training.augment import augment
 
@@ -213,7 +230,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folds = np.full(len(keys), -1)
     folds[is_extra] = person_folds(extra["persons"], args.folds)
     weights = np.where(is_extra, args.extra_weight, 1.0).astype(np.float32)
-    variants = _variants(chips, keys, args.variants, args.workers or os.cpu_count() or 1)
+    weights *= balance_weights(ages, getattr(args, "balance", 0.0))
+    cache = getattr(args, "features_cache", None)
+    if args.train_from and cache and _cache_matches(cache, args, keys):
+        variants = None  # the frozen features are read back; the copies they came from are not needed
+    else:
+        variants = _variants(chips, keys, args.variants, args.workers or os.cpu_count() or 1)
     report["timings"]["data"] = round(time.time() - t0, 1)
     report["faces"] = {"main": int((~is_extra).sum()), "extra": int(is_extra.sum())}
 
@@ -222,15 +244,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         import_keras().mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_age_net(read_layers(args.dat))
-    fit_model, table = model, None  # what trains, and (--train-from) the frozen layers' features
+    fit_model, table, lower = model, None, None  # what trains, and (--train-from) the frozen layers' features
     if args.train_from:
         from training.frozen import epoch_features, feature_variants, split_at
 
         t = time.time()
         lower, fit_model = split_at(model, args.train_from)
-        table = feature_variants(lower, chips, variants)
+        if variants is None:
+            table = np.load(cache, mmap_mode="r")
+        else:
+            table = feature_variants(lower, chips, variants)
+            if cache:
+                _write_cache(cache, table, args, keys)
         del variants
         report["timings"]["features"] = round(time.time() - t, 1)
+    val = _val_inputs(getattr(args, "val", None), lower if table is not None else None)
     start = fit_model.get_weights()
     steps_per_epoch = -(-len(keys) // args.batch)
     _compile(fit_model, steps_per_epoch * args.epochs, args.lr, steps_per_epoch, args.gender_weight)
@@ -255,6 +283,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if e + 1 in checkpoints:  # written at once: a run cut short keeps what it has
                 files = weight_files(model.get_weights(), args.out, f"age-net-e{e + 1}")
                 report["files"][str(e + 1)] = [p.name for p in files]
+                if val is not None:
+                    report.setdefault("val", {})[str(e + 1)] = _val_checkpoint(val, fit_model, args.out, e + 1)
                 _save(report, args.out)
 
     report["fgnet_crossval"] = {"keys": [str(k) for k in keys[is_extra]], "ages": ages[is_extra].tolist(),
@@ -263,6 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # the held-out distributions themselves, so that any point estimate (the mean, the median) can
     # be measured later without the fold networks
     cv_dist = np.full((len(extra_idx), model.get_layer("age").units), np.nan, np.float32)
+    cv_mirrored = cv_dist.copy()  # the same faces mirrored: a point rule may average the two
     for f in args.folds_run if args.folds_run is not None else range(args.folds):
         t = time.time()
         pos = np.flatnonzero(folds[extra_idx] == f)  # the held-out faces' places among the extra faces
@@ -271,13 +302,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         print(f"fold {f}", flush=True)
         train(folds != f)
-        dist = (_age_distributions(model, chips[held]) if table is None
-                else _age_distributions(fit_model, table[0, 0, held].astype(np.float32)))
+        if table is None:
+            dist = _age_distributions(model, chips[held])
+            cv_mirrored[pos] = _age_distributions(model, chips[held][:, :, ::-1])
+        else:
+            dist = _age_distributions(fit_model, table[0, 0, held].astype(np.float32))
+            cv_mirrored[pos] = _age_distributions(fit_model, table[1, 0, held].astype(np.float32))
         pred = dist @ np.arange(dist.shape[1])
         cv_dist[pos] = dist
         for j, p in zip(pos, pred):
             report["fgnet_crossval"]["predicted"][j] = round(float(p), 3)
-        np.savez(args.out / CROSSVAL_FILE, keys=keys[is_extra].astype(str), distributions=cv_dist)
+        np.savez(args.out / CROSSVAL_FILE, keys=keys[is_extra].astype(str), distributions=cv_dist,
+                 distributions_mirrored=cv_mirrored)
         err = pred - ages[held]
         print(f"fold {f}: {len(held)} faces, MAE {np.abs(err).mean():.2f}, bias {err.mean():+.2f}", flush=True)
         report["timings"][f"fold{f}"] = round(time.time() - t, 1)
@@ -294,6 +330,58 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["timings"]["total"] = round(time.time() - t0, 1)
     _save(report, args.out)
     return report
+
+
+def _val_inputs(path: Path | None, lower: Any) -> dict[str, np.ndarray] | None:
+    """Validation faces, as the final network's inputs (the frozen features where `lower` is given),
+    clean and mirrored, to measure each checkpoint on data that chose nothing else."""
+    if path is None:
+        return None
+    from training.chips import load_chips
+    from training.frozen import features
+
+    z = load_chips(path)
+    x = [z["chips"], z["chips"][:, :, ::-1]]
+    if lower is not None:
+        x = [features(lower, c).astype(np.float32) for c in x]
+    return {"ages": z["ages"], "x": x[0], "x_mirrored": x[1]}
+
+
+def _val_checkpoint(val: dict[str, np.ndarray], model: Any, out: Path, epochs: int) -> dict[str, float]:
+    """The validation distributions of this checkpoint (val-eN.npz, clean and mirrored) and its
+    MAE by the mode, alone and averaged with the mirror image."""
+    from phototag.ages.groups import point_ages
+
+    p, q = _age_distributions(model, val["x"]), _age_distributions(model, val["x_mirrored"])
+    np.savez(out / f"val-e{epochs}.npz", distributions=p, distributions_mirrored=q, ages=val["ages"])
+    mae = {"mode": float(np.abs(point_ages(p, "mode") - val["ages"]).mean()),
+           "mode_mirror_averaged": float(np.abs(point_ages(p + q, "mode") - val["ages"]).mean())}
+    print(f"  val after {epochs} epochs: MAE {mae['mode']:.3f}, mirror-averaged {mae['mode_mirror_averaged']:.3f}",
+          flush=True)
+    return mae
+
+
+def _cache_id(args: argparse.Namespace, keys: np.ndarray) -> dict[str, Any]:
+    """What the frozen features depend on: the faces, the degraded copies drawn, the layer."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(map(str, keys)).encode()).hexdigest()
+    return {"keys": digest, "variants": args.variants, "train_from": args.train_from,
+            "train": Path(args.train).stat().st_size, "extra": Path(args.extra).stat().st_size}
+
+
+def _cache_matches(cache: Path, args: argparse.Namespace, keys: np.ndarray) -> bool:
+    meta = Path(cache).with_suffix(".json")
+    return Path(cache).exists() and meta.exists() and json.loads(meta.read_text()) == _cache_id(args, keys)
+
+
+def _write_cache(cache: Path, table: np.ndarray, args: argparse.Namespace, keys: np.ndarray) -> None:
+    """The frozen features, for the next run on the same faces (research data: keep it outside git)."""
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(cache).with_name(Path(cache).stem + ".tmp.npy")
+    np.save(tmp, table)
+    tmp.replace(cache)
+    Path(cache).with_suffix(".json").write_text(json.dumps(_cache_id(args, keys)))
 
 
 def _save(report: dict[str, Any], out: Path) -> None:
@@ -321,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-final", action="store_true", help="cross-validate only; no final network")
     ap.add_argument("--gender-weight", type=float, default=0.1, help="the gender loss's weight (age's is 1)")
     ap.add_argument("--mixed-bf16", action="store_true", help="compute in bfloat16, keep weights in float32")
+    ap.add_argument("--val", type=Path, help="chips of validation faces: each checkpoint's distributions on them")
+    ap.add_argument("--balance", type=float, default=0.0, metavar="ALPHA",
+                    help="weigh each face by its age's smoothed frequency to the power -ALPHA (0: unweighted)")
+    ap.add_argument("--features-cache", type=Path, metavar="FILE.npy",
+                    help="with --train-from: keep the frozen features here and reuse them when the faces match")
     ap.add_argument("--train-from", metavar="LAYER",
                     help="train only the layers after this one of dlib's (e.g. relu70), on features computed "
                          "once: a CPU's job (training/frozen.py)")

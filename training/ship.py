@@ -76,9 +76,10 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def merge_crossval(runs: list[Path], keys: list[str]) -> np.ndarray | None:
+def merge_crossval(runs: list[Path], keys: list[str], mirror: bool = False) -> np.ndarray | None:
     """The held-out age distributions of every FG-NET face (in `keys`' order), each from the call
-    whose fold held it out; None where the runs predate the distributions file (they kept means only)."""
+    whose fold held it out, averaged with the face's mirror image's where `mirror`; None where the
+    runs predate the distributions file (they kept means only)."""
     files = [d / CROSSVAL_FILE for d in runs]
     if not all(f.is_file() for f in files):
         return None
@@ -88,6 +89,10 @@ def merge_crossval(runs: list[Path], keys: list[str]) -> np.ndarray | None:
         if [str(k) for k in z["keys"]] != keys:
             raise ValueError(f"{f}: cross-validated different faces from the report")
         d = z["distributions"].astype(np.float64)
+        if mirror:
+            if "distributions_mirrored" not in z.files:
+                raise ValueError(f"{f}: holds no mirrored distributions (trained before they were kept)")
+            d = (d + z["distributions_mirrored"].astype(np.float64)) / 2
         if out is None:
             out = np.full_like(d, np.nan)
         held = ~np.isnan(d).any(axis=1)
@@ -146,7 +151,8 @@ TRAIN_SUBSET = "every train face"
 
 
 def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, Any], selection: dict[str, Any],
-               commit: str, *, train_subset: str = TRAIN_SUBSET, hardware: str = HARDWARE, point: str = "mean") -> Path:
+               commit: str, *, train_subset: str = TRAIN_SUBSET, hardware: str = HARDWARE, point: str = "mean",
+               mirror: bool = False) -> Path:
     tflite = out.with_suffix(".tflite")
     args = run["args"]
     frozen = args.get("train_from") if args.get("train_from") not in (None, "None") else None
@@ -168,7 +174,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
                           "normalisation": "(pixel - dlib's mean_rgb) / 256, inside the network"},
         "input": {"name": "chip", "shape": [150, 150, 3], "dtype": "uint8"},
         "outputs": {"age": {"type": "distribution", "bins": AGE_BINS, "ages": "0..100 (last bin: 100 and older)",
-                            "point": point},
+                            "point": point, **({"mirror": "average"} if mirror else {})},
                     "gender": {"type": "sigmoid", "meaning": "P(female)"}},
         "config": {"epochs": epochs, "batch_size": int(args["batch"]), "learning_rate": float(args["lr"]),
                    "schedule": "one epoch of linear warm-up, then cosine decay to 0", "optimizer": "AdamW, "
@@ -177,6 +183,7 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
                    f"gender {float(args.get('gender_weight', 0.1)):g} * BCE", "seed": int(args["seed"]),
                    "precision": "mixed bfloat16 (float32 weights)" if args.get("mixed_bf16") == "True" else "float32",
                    "degraded_copies_per_face": int(args["variants"]),
+                   "age_balance": _balance(args),
                    "head": "Dense 256 (gelu), dropout 0.2, softmax over 101 ages and a sigmoid",
                    "selection": selection},
         "training": {
@@ -209,6 +216,14 @@ def write_card(out: Path, run: dict[str, Any], epochs: int, metrics: dict[str, A
     return path
 
 
+def _balance(args: dict[str, Any]) -> str:
+    alpha = float(args.get("balance", 0) or 0)
+    if not alpha:
+        return "none: every face weighs the same"
+    return (f"each face weighed by its age's frequency among the training faces, smoothed by a Gaussian of 5 "
+            f"years, to the power -{alpha:g} (training/finetune.py's balance_weights)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, nargs="+", required=True, help="what training/finetune.py wrote (per call)")
@@ -222,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="what else was tried, for the card's selection record")
     ap.add_argument("--train-subset", default=TRAIN_SUBSET, help="which UTKFace train faces the chips held")
     ap.add_argument("--hardware", default=HARDWARE, help="where the network was trained")
+    ap.add_argument("--mirror-average", action="store_true",
+                    help="the age is read from each chip and its mirror image, averaged (the card's outputs.age.mirror)")
     ap.add_argument("--point", choices=POINTS, default="mode",
                     help="the age phototag shows from the distribution (the card's outputs.age.point)")
     args = ap.parse_args(argv)
@@ -231,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = {d: json.loads((d / "finetune.json").read_text()) for d in args.run}
     run = merge_runs(list(reports.values()))
     weights_dir = next(d for d, r in reports.items() if r.get("files"))
-    card_args = {"train_subset": args.train_subset, "hardware": args.hardware, "point": args.point}
-    cv_dist = merge_crossval(list(reports), run["fgnet_crossval"]["keys"])
+    card_args = {"train_subset": args.train_subset, "hardware": args.hardware, "point": args.point,
+                 "mirror": args.mirror_average}
+    cv_dist = merge_crossval(list(reports), run["fgnet_crossval"]["keys"], args.mirror_average)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     unmeasured = {"val": {"faces": 0}, "test": {"faces": 0}}
     val = {}
