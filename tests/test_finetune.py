@@ -220,3 +220,35 @@ def test_balance_weights_lift_the_rare_ages():
     assert np.array_equal(balance_weights(ages, 0.0), np.ones(100, np.float32))
     smooth = balance_weights(np.array([30] * 50 + [31] * 50), 1.0)
     assert np.allclose(smooth, 1.0, atol=0.01)  # neighbouring years share a density
+
+
+def test_recard_gives_the_shipped_network_new_output_rules(tmp_path, astronaut):
+    """training/recard.py: the training ages' prior (FG-NET counted as training counted it), and a
+    card that phototag loads and honours: the mirror average, the prior correction, the point rule."""
+    import shutil
+
+    from phototag.ages.groups import correct_prior, point_ages
+    from phototag.ages.model import DEFAULT_MODEL, MODELS_DIR, load_model
+    from training.recard import recard, training_prior
+
+    prior = training_prior(np.array([30, 30, 30, 70]), np.array([1.0, 1.0, 1.0, 3.0]))
+    assert prior.mean() == pytest.approx(1.0, abs=1e-3) and prior[30] == pytest.approx(prior[70], rel=1e-6)
+    assert prior.min() == pytest.approx(1e-3)  # an age never seen is rare, not impossible
+    assert prior[50] < prior[30] and prior[0] < prior[30]
+    shipped = load_model()
+    card = recard(shipped.card, point="mode-or-median", mirror=True, prior=prior, power=0.5, prior_note="test")
+    assert shipped.card["outputs"]["age"].get("prior") is None or shipped.card is not card
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}.tflite", tmp_path / "m.tflite")
+    m = load_model(tmp_path / "m")
+    assert m.mirror_average and m.point == "mode-or-median"
+    from .test_model import _real_chips
+
+    chips = _real_chips(astronaut)
+    plain = load_model(MODELS_DIR / DEFAULT_MODEL)
+    plain.card = recard(plain.card, point="mode", mirror=False, prior=None, power=0, prior_note="")
+    a, b = plain.predict_chips(chips).distribution, plain.predict_chips(chips[:, :, ::-1]).distribution
+    want = correct_prior((a + b) / 2, prior, 0.5)
+    got = m.predict_chips(chips).distribution
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert point_ages(got, m.point).tolist() == point_ages(want, "mode-or-median").tolist()

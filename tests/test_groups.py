@@ -110,7 +110,7 @@ def test_the_mode_shows_the_most_probable_year_and_groups_by_it():
     assert mode.age == 2.0 and mode.group == "Toddler" and mode.group_prob == pytest.approx(0.6)
     assert (mode.low, mode.high) == (mean.low, mean.high)  # the interval does not depend on the rule
     assert point_ages(np.stack([p, one_hot(60)]), "mode").tolist() == [2.0, 60.0]
-    with pytest.raises(ValueError, match="unknown point estimate 'middle': use one of mean, mode, median"):
+    with pytest.raises(ValueError, match="unknown point estimate 'middle': use one of mean, mode, median, mode-or-median"):
         point_ages(p, "middle")
 
 
@@ -138,3 +138,14 @@ def test_the_median_is_the_first_age_holding_half_the_mass():
     p[2, 60:80] = 2.0  # unnormalised: 20 equal years, half by 69
     assert point_ages(p, "median").tolist() == [3, 10, 69]
     assert point_ages(p, "mode").tolist() == [40, 10, 60]
+
+
+def test_mode_or_median_reads_a_child_by_the_mode_and_an_adult_by_the_median():
+    from phototag.ages.groups import point_ages
+
+    p = np.zeros((2, 101))
+    p[0, [4, 5, 30]] = [0.35, 0.3, 0.35]  # a child: the mode (4) is under 13, the median is 5
+    p[1, 30:71] = np.linspace(2, 1, 41)  # an adult: wide, the mode at 30, the median later
+    median = point_ages(p, "median")
+    assert point_ages(p, "mode-or-median").tolist() == [4.0, median[1]]
+    assert median[1] > 40 and point_ages(p, "mode")[1] == 30

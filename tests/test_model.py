@@ -89,6 +89,18 @@ def test_a_card_that_asks_for_the_mirror_average_gets_it(tmp_path, astronaut):
     np.testing.assert_allclose(got.female, (a.female + b.female) / 2, atol=1e-6)
     np.testing.assert_allclose(mirrored.predict_chips(chips[:, :, ::-1]).distribution, got.distribution, atol=1e-5)
     assert np.abs(a.distribution - b.distribution).max() > 1e-3  # the two images do disagree
+    # and a prior correction, where the card has one, comes after the average
+    from phototag.ages.groups import correct_prior
+
+    freq = np.linspace(2.0, 0.5, 101)
+    card["outputs"]["age"]["prior"] = {"frequency": freq.tolist(), "power": 0.5}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    corrected = load_model(tmp_path / "m").predict_chips(chips)
+    want = (a.distribution + b.distribution) / 2 * freq ** -0.5
+    np.testing.assert_allclose(corrected.distribution, want / want.sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(correct_prior(got.distribution, freq, 0.5), corrected.distribution, atol=1e-6)
+    ages = np.arange(101)
+    assert (corrected.distribution @ ages > got.distribution @ ages).all()  # rarer older years gain
 
 
 def test_a_chip_model_whose_tflite_is_not_its_cards_is_refused(tmp_path):
@@ -121,7 +133,13 @@ def copy_model(tmp_path, **changes):
     ({"preprocessing.backbone": "arcface"}, "preprocessing backbone='arcface' is not supported"),
     ({"outputs.age.bins": 8}, "the age output must be a distribution over 101 bins"),
     ({"outputs.age.point": "middle"}, "the age output's point 'middle' is not supported (phototag shows one of "
-                                      "mean, mode, median)"),
+                                      "mean, mode, median, mode-or-median)"),
+    ({"outputs.age.prior": {"frequency": [1.0] * 100, "power": 0.5}},
+     "the age output's prior needs 101 positive frequencies and a power from 0 to 1"),
+    ({"outputs.age.prior": {"frequency": [0.0] + [1.0] * 100, "power": 0.5}},
+     "the age output's prior needs 101 positive frequencies and a power from 0 to 1"),
+    ({"outputs.age.prior": {"frequency": [1.0] * 101, "power": 2}},
+     "the age output's prior needs 101 positive frequencies and a power from 0 to 1"),
     ({"outputs.age.mirror": "max"}, "the age output's mirror 'max' is not supported (phototag does 'average')"),
     ({"outputs.age.mirror": "average"}, "the age output's mirror needs a model that reads chips"),
 ])

@@ -27,7 +27,7 @@ from ..errors import SchemeError
 
 __all__ = ["AgeGroup", "Scheme", "Estimate", "PRESETS", "DEFAULT_SCHEME", "get_scheme", "estimate", "estimate_many",
            "pack_distribution", "unpack_distribution", "used_estimate",
-           "point_ages", "POINTS", "MAX_AGE"]
+           "point_ages", "POINTS", "MAX_AGE", "correct_prior"]
 
 MAX_AGE = 100  # the distribution's last bin holds 100 and older
 INTERVAL = 0.80
@@ -35,7 +35,11 @@ INTERVAL = 0.80
 # (phototag.ages.model). "mean": the expected age. "mode": the most probable whole year, which the
 # fine-tuned network's children need: their distributions are sharp at the true age with a long tail
 # towards older ages, which drags the mean up (docs/model.md: UTKFace validation, ages 0-12).
-POINTS = ("mean", "mode", "median")
+# "median": the first year by which half the mass is reached. "mode-or-median": the mode where the
+# mode is a child's age (under CHILD_MODE_BELOW), else the median: an adult's distribution is wide,
+# and its mode sits on whichever year the network favours, while its median reads the whole spread.
+POINTS = ("mean", "mode", "median", "mode-or-median")
+CHILD_MODE_BELOW = 13
 
 
 @dataclass(frozen=True)
@@ -171,12 +175,27 @@ def point_ages(distributions: np.ndarray, point: str = "mean") -> np.ndarray:
     p = np.clip(np.asarray(distributions, dtype=np.float64), 0, None)
     if point == "mode":
         return p.argmax(axis=-1).astype(np.float64)
-    if point == "median":  # the first age by which half the mass is reached
+    if point in ("median", "mode-or-median"):
         cdf = np.cumsum(p, axis=-1)
-        return (cdf < 0.5 * cdf[..., -1:]).sum(axis=-1).astype(np.float64)
+        median = (cdf < 0.5 * cdf[..., -1:]).sum(axis=-1).astype(np.float64)
+        if point == "median":
+            return median
+        mode = p.argmax(axis=-1).astype(np.float64)
+        return np.where(mode < CHILD_MODE_BELOW, mode, median)
     if point != "mean":
         raise ValueError(f"unknown point estimate {point!r}: use one of {', '.join(POINTS)}")
     return (p @ np.arange(p.shape[-1])) / p.sum(axis=-1)
+
+
+def correct_prior(distributions: np.ndarray, prior: np.ndarray, power: float) -> np.ndarray:
+    """Distributions divided by the training ages' frequency to the power `power`, renormalised.
+
+    A network trained on faces that are mostly 20 to 39 learns that prior: it reads a 60-year-old
+    younger because more training faces were younger. Dividing by the prior (power 1) would give
+    the distribution a network trained on every age equally often would; power 0.5 goes half way,
+    the inverse square root that imbalanced-regression work weighs by."""
+    p = np.asarray(distributions, np.float64) * np.asarray(prior, np.float64) ** -power
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 def estimate(distribution: np.ndarray, scheme: Scheme, interval: float = INTERVAL, *, point: str = "mean",

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import faces
 from ..errors import DependencyError, ModelError
-from .groups import POINTS
+from .groups import POINTS, correct_prior
 from ..runtime import MODELS_DIR, Runner, file_sha256, import_keras, native_stderr_silenced
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
@@ -140,7 +140,7 @@ class AgeModel:
         if self.input_kind == "chip":
             raise ModelError(f"{self.path}: this model reads face chips, not descriptors (predict_chips)")
         x = np.asarray(descriptors, dtype=np.float32).reshape(-1, faces.DESCRIPTOR_SIZE)
-        return self._predict(x, batch_size)
+        return self._finish(self._predict(x, batch_size))
 
     def _predict(self, x: np.ndarray, batch_size: int) -> Prediction:
         if len(x) == 0:
@@ -159,6 +159,14 @@ class AgeModel:
         dist /= dist.sum(axis=1, keepdims=True)
         return Prediction(dist, np.concatenate(females) if females else None)
 
+    def _finish(self, pred: Prediction) -> Prediction:
+        """The card's correction for the training ages' prior, if it asks for one (after the mirror average)."""
+        prior = self.card.get("outputs", {}).get("age", {}).get("prior")
+        if prior and len(pred.distribution):
+            pred.distribution = correct_prior(pred.distribution, np.asarray(prior["frequency"]),
+                                              float(prior["power"])).astype(np.float32)
+        return pred
+
     def predict_chips(self, chips: list[np.ndarray] | np.ndarray, batch_size: int = 64) -> Prediction:
         """Distributions for aligned 150x150 RGB chips: the network itself for a chip model, else
         dlib's descriptor first, then the head."""
@@ -166,12 +174,12 @@ class AgeModel:
             return self.predict_descriptors(faces.describe(list(chips)))
         x = np.asarray(chips, dtype=np.uint8).reshape(-1, faces.CHIP_SIZE, faces.CHIP_SIZE, 3)
         if not self.mirror_average:
-            return self._predict(x, batch_size)
+            return self._finish(self._predict(x, batch_size))
         n = len(x)
         both = self._predict(np.concatenate([x, x[:, :, ::-1]]), batch_size)
         dist = (both.distribution[:n] + both.distribution[n:]) / 2
         female = None if both.female is None else (both.female[:n] + both.female[n:]) / 2
-        return Prediction(dist, female)
+        return self._finish(Prediction(dist, female))
 
 
 class _LiteRT:
@@ -224,6 +232,15 @@ def _check_card(card: dict[str, Any], where: Path) -> None:
     if (point := _point(card)) not in POINTS:
         raise ModelError(f"{where}: the age output's point {point!r} is not supported "
                          f"(phototag shows one of {', '.join(POINTS)})")
+    prior = age.get("prior")
+    if prior is not None:
+        freq = prior.get("frequency") if isinstance(prior, dict) else None
+        power = prior.get("power") if isinstance(prior, dict) else None
+        if not (isinstance(freq, list) and len(freq) == AGE_BINS and all(isinstance(v, (int, float)) and v > 0
+                                                                            for v in freq)
+                and isinstance(power, (int, float)) and 0 <= power <= 1):
+            raise ModelError(f"{where}: the age output's prior needs {AGE_BINS} positive frequencies and a power "
+                             "from 0 to 1")
     if (mirror := _mirror(card)) not in (None, "average"):
         raise ModelError(f"{where}: the age output's mirror {mirror!r} is not supported (phototag does 'average')")
     if mirror and _input_kind(card) != "chip":
