@@ -107,6 +107,10 @@ def test_a_card_that_asks_for_the_mirror_average_gets_it(tmp_path, astronaut):
     np.testing.assert_allclose(correct_prior(got.distribution, freq, 0.5), corrected.distribution, atol=1e-6)
     ages = np.arange(101)
     assert (corrected.distribution @ ages > got.distribution @ ages).all()  # rarer older years gain
+    # the same weights read by other rules are another model to the index: a scan reads its photos again
+    ids = {plain.model_id, mirrored.model_id, load_model(tmp_path / "m").model_id, shipped.model_id}
+    assert len(ids) == 4 and plain.model_id == f"{card['name']}@{card['weights_sha256'][:12]}"
+    assert load_model(MODELS_DIR / MLP).model_id.count("+") == 0
 
 
 def test_a_chip_model_whose_tflite_is_not_its_cards_is_refused(tmp_path):

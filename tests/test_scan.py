@@ -252,3 +252,28 @@ def test_a_photo_without_faces_loses_tags_an_earlier_scan_wrote(library, db):
     assert exiftool("-s3", "-DateTimeOriginal", str(p)).strip() == "2020:01:01 00:00:00"
     with Index(db) as ix:
         assert ix.photo(str(p))["tags"] == "no faces (old tags removed)"
+
+
+def test_new_output_rules_for_the_same_network_read_the_photos_again(library, db, tmp_path):
+    """An upgrade that keeps the network but changes how its output is read (the mirror average, the
+    prior) changes the ages: the next scan reads the photos again instead of skipping them."""
+    from phototag.ages.model import DEFAULT_MODEL, MODELS_DIR, load_model
+
+    card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    assert {"mirror", "prior"} <= set(card["outputs"]["age"])  # the shipped card has rules
+    for key in ("mirror", "prior"):
+        card["outputs"]["age"].pop(key)
+    card["outputs"]["age"]["point"] = "mode"
+    (tmp_path / "before.json").write_text(json.dumps(card))
+    (tmp_path / "before.tflite").symlink_to(MODELS_DIR / f"{DEFAULT_MODEL}.tflite")
+    r = run("scan", library, "--db", db, "--workers", "1", "--model", tmp_path / "before")
+    assert r.exit_code == 1 and summary(r)["tagged"] == 4, r.output
+    ages_before = sqlite3.connect(db).execute("SELECT age_photo FROM faces ORDER BY id").fetchall()
+    r = run("scan", library, "--db", db, "--workers", "1")
+    assert summary(r)["skipped"] == 3 and summary(r)["tagged"] == 4, r.output  # only the known failures skipped
+    con = sqlite3.connect(db)
+    assert {m for (m,) in con.execute("SELECT DISTINCT model_id FROM photos WHERE status = 'ok'")} == {
+        load_model().model_id}
+    assert con.execute("SELECT age_photo FROM faces ORDER BY id").fetchall() != ages_before
+    r = run("scan", library, "--db", db, "--workers", "1")
+    assert summary(r)["skipped"] == 7, r.output  # and the rules' id is stable from one run to the next

@@ -58,8 +58,17 @@ class AgeModel:
 
     @property
     def model_id(self) -> str:
-        """Name plus a short content hash: two different weights never share an id."""
-        return f"{self.card['name']}@{self.card.get('weights_sha256', '')[:12]}"
+        """Name plus a short content hash: two different weights never share an id, and neither do the
+        same weights read by other output rules (a card with a mirror or a prior adds a hash of its
+        rules), so a scan re-reads the photos a changed card would read differently."""
+        base = f"{self.card['name']}@{self.card.get('weights_sha256', '')[:12]}"
+        age = self.card.get("outputs", {}).get("age", {})
+        if "mirror" not in age and "prior" not in age:
+            return base  # the ids cards had before output rules existed, kept
+        import hashlib
+
+        rules = {k: age.get(k) for k in ("point", "mirror", "prior")}
+        return f"{base}+{hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:8]}"
 
     @property
     def input_kind(self) -> str:
