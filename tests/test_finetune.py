@@ -182,6 +182,9 @@ def test_train_from_keeps_dlibs_lower_layers_and_trains_the_rest(tmp_path, astro
     assert np.abs(whole @ ages - halves @ ages).max() < 0.05  # float16 features: the same ages
     with pytest.raises(ValueError, match="no layer 'relu71'"):
         split_at(trained, "relu71")
+    with pytest.raises(ValueError, match="'relu67' is inside a residual block of dlib's network: cut where a "
+                                         "block ends, at one of .*relu65, relu70"):
+        split_at(trained, "relu67")
     # each checkpoint measured on the validation faces, clean and mirrored
     val = np.load(out / "val-e2.npz")
     faces = len(load_chips(tmp_path / "fg.npz")["keys"])

@@ -31,14 +31,28 @@ def split_at(model: Any, cut: str) -> tuple[Any, Any]:
     except ValueError:
         names = [layer.name for layer in trunk.layers if layer.name.startswith("relu")]
         raise ValueError(f"no layer {cut!r} in dlib's network; a block ends at one of {', '.join(names)}") from None
+    try:
+        above = keras.Model(edge, trunk.output, name="trained_upper")
+    except ValueError:  # a skip connection crosses the cut: the layers above need more than its output
+        ends = [n for n in (layer.name for layer in trunk.layers if layer.name.startswith("relu"))
+                if _cuttable(keras, trunk, n)]
+        raise ValueError(f"{cut!r} is inside a residual block of dlib's network: cut where a block ends, "
+                         f"at one of {', '.join(ends)}") from None
     below = keras.Model(trunk.input, edge, name="frozen_lower")
     lower = keras.Model(model.input, below(model.get_layer("dlib_input")(model.input)), name="lower")
-    above = keras.Model(edge, trunk.output, name="trained_upper")
     feats = keras.Input(edge.shape[1:], name="features")
     x = model.get_layer("age_drop")(model.get_layer("age_dense")(above(feats)))
     upper = keras.Model(feats, {"age": model.get_layer("age")(x), "gender": model.get_layer("gender")(x)},
                         name="upper")
     return lower, upper
+
+
+def _cuttable(keras: Any, trunk: Any, name: str) -> bool:
+    try:
+        keras.Model(trunk.get_layer(name).output, trunk.output)
+    except ValueError:
+        return False
+    return True
 
 
 def features(lower: Any, chips: np.ndarray, batch: int = 128, chunk: int = 4096) -> np.ndarray:
