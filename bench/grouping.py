@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.people import YEAR, _scan, bcubed
+from bench.people import YEAR, _scan, adience_labels, bcubed
 
 THRESHOLDS = [0.46, 0.48, 0.50, 0.52, 0.54, 0.55, 0.56, 0.58, 0.60]
 # precision first: a threshold is eligible only where every choosing set keeps this (the two
@@ -73,10 +73,7 @@ def fgnet_set(db: Path, folder: Path) -> dict[str, Any]:
 
 
 def adience_set(db: Path, folder: Path) -> dict[str, Any]:
-    names = {}
-    with open(folder / "labels.tsv") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            names[f"coarse_tilt_aligned_face.{row['face_id']}.{row['original_image']}"] = row["face_id"]
+    names = adience_labels(folder)
     rows, a = _load(db)
     a["truth"] = np.array(["adience-" + names[Path(r[5]).name] if r[6] == 0 and Path(r[5]).name in names else ""
                            for r in rows])

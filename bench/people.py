@@ -59,12 +59,16 @@ def _scan(folder: Path, db: Path, **options: Any) -> Any:
                     options=ScanOptions(**options))
 
 
+def adience_labels(folder: Path) -> dict[str, str]:
+    """Adience's crop file name -> the face_id of the person it shows (its labels.tsv)."""
+    with open(folder / "labels.tsv") as f:
+        return {f"coarse_tilt_aligned_face.{row['face_id']}.{row['original_image']}": row["face_id"]
+                for row in csv.DictReader(f, delimiter="\t")}
+
+
 def adience_truth(db: Path, folder: Path) -> tuple[list[int], list[str]]:
     """(person id, true face_id) of the largest face of each Adience crop the scan found a face in."""
-    names = {}
-    with open(folder / "labels.tsv") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            names[f"coarse_tilt_aligned_face.{row['face_id']}.{row['original_image']}"] = row["face_id"]
+    names = adience_labels(folder)
     con = sqlite3.connect(db)
     got = con.execute("SELECT p.path, f.person_id FROM faces f JOIN photos p ON p.id = f.photo_id "
                       "WHERE f.idx = 0 ORDER BY p.path").fetchall()

@@ -11,7 +11,6 @@ ones, until BCubed recall reaches 0.95 or the list ends. Writes suggest.json and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sqlite3
@@ -21,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.people import _scan, bcubed
+from bench.people import _scan, adience_labels, bcubed
 
 TARGET_RECALL = 0.95
 
@@ -77,10 +76,7 @@ def quality(db: Path, truth_of: Any, limit: int = 200, **options: Any) -> dict[s
 
 
 def adience_truth(folder: Path) -> Any:
-    names = {}
-    with open(folder / "labels.tsv") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            names[f"coarse_tilt_aligned_face.{row['face_id']}.{row['original_image']}"] = row["face_id"]
+    names = adience_labels(folder)
     return lambda name, idx: names.get(name) if idx == 0 else None
 
 

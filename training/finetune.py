@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["balance_weights", "build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers",
+__all__ = ["age_frequency", "balance_weights", "build_age_net", "weight_files", "load_weight_files", "pack_dat", "read_layers",
            "score_crossval"]
 
 CROSSVAL_FILE = "fgnet-crossval.npz"  # the held-out age distributions (NaN where a call ran no fold)
@@ -130,19 +130,25 @@ def score_crossval(cv: dict[str, Any]) -> int:
     return len(done)
 
 
+def age_frequency(ages: np.ndarray, weights: np.ndarray | None = None, sigma: float = 5.0,
+                  bins: int = 101) -> np.ndarray:
+    """How often each whole age 0..bins-1 occurs among `ages` (each counted its weight), smoothed by a
+    Gaussian of `sigma` years: label distribution smoothing (Yang et al. 2021, "Delving into Deep
+    Imbalanced Regression"), so that neighbouring years share a density."""
+    a = np.clip(np.round(ages).astype(int), 0, bins - 1)
+    hist = np.bincount(a, weights=weights, minlength=bins).astype(np.float64)
+    grid = np.arange(bins)
+    return np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / sigma) ** 2) @ hist
+
+
 def balance_weights(ages: np.ndarray, alpha: float, sigma: float = 5.0, bins: int = 101) -> np.ndarray:
-    """Each face's weight against the imbalance of its age: the ages' histogram smoothed by a Gaussian
-    of `sigma` years (label distribution smoothing, Yang et al. 2021, "Delving into Deep Imbalanced
-    Regression"), raised to -alpha and scaled to a mean of 1. UTKFace holds four faces of 20-39 for
-    every one over 60, and a network trained on it unweighted reads the old young."""
+    """Each face's weight against the imbalance of its age: its age's smoothed frequency
+    (`age_frequency`) raised to -alpha and scaled to a mean of 1. UTKFace holds four faces of 20-39
+    for every one over 60, and a network trained on it unweighted reads the old young."""
     a = np.clip(np.round(ages).astype(int), 0, bins - 1)
     if alpha == 0:
         return np.ones(len(a), np.float32)
-    hist = np.bincount(a, minlength=bins).astype(np.float64)
-    grid = np.arange(bins)
-    kernel = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / sigma) ** 2)
-    density = kernel @ hist
-    w = density[a] ** -alpha
+    w = age_frequency(ages, sigma=sigma, bins=bins)[a] ** -alpha
     return (w / w.mean()).astype(np.float32)
 
 

@@ -26,19 +26,18 @@ from typing import Any
 import numpy as np
 
 from phototag.ages.groups import POINTS, correct_prior
+from training.finetune import age_frequency
 from training.ship import _measure, crossval_metrics, merge_crossval
 
 __all__ = ["training_prior", "recard"]
 
-PRIOR_SIGMA = 5.0  # years: the Gaussian that smooths the ages' histogram (as finetune's --balance does)
+PRIOR_SIGMA = 5.0  # years: the Gaussian that smooths the ages' histogram (finetune's age_frequency)
 PRIOR_FLOOR = 1e-3  # of the mean frequency
 
 
 def training_prior(ages: np.ndarray, weights: np.ndarray, bins: int = 101, sigma: float = PRIOR_SIGMA) -> np.ndarray:
     """How often each age was seen in training, weighed as training weighed it, smoothed, mean 1."""
-    grid = np.arange(bins)
-    hist = np.bincount(np.clip(np.round(ages).astype(int), 0, bins - 1), weights=weights, minlength=bins)
-    smooth = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / sigma) ** 2) @ hist
+    smooth = age_frequency(ages, weights, sigma, bins)
     smooth /= smooth.mean()
     return np.maximum(smooth, PRIOR_FLOOR)  # an age never seen is rare, not impossible
 
