@@ -191,13 +191,18 @@ class AgeModel:
         return self._finish(Prediction(dist, female))
 
 
+def _threads() -> int:
+    """All cores, unless PHOTOTAG_ENGINE_THREADS says otherwise (a Ray actor given one CPU)."""
+    return int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
+
+
 class _LiteRT:
     """A .tflite age model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
 
     def __init__(self, interpreter_cls: Any, path: Path, dtype: str = "float32") -> None:
         try:
             with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                interp = interpreter_cls(model_path=str(path), num_threads=os.cpu_count() or 1)
+                interp = interpreter_cls(model_path=str(path), num_threads=_threads())
                 interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
             raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc

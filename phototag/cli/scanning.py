@@ -41,7 +41,12 @@ def scan(
     min_face: int = typer.Option(40, min=1, help="Ignore faces smaller than this, in full-resolution pixels."),
     min_score: float = typer.Option(0.0, help="Ignore HOG detections scoring below this."),
     verify: bool = typer.Option(True, help="Confirm doubtful HOG faces (score under 0.5) with dlib's CNN detector."),
-    workers: int = typer.Option(0, min=0, help="Detection processes (0: one per core)."),
+    workers: int = typer.Option(0, min=0, help="Detection processes (0: one per core); with --ray, actors (0: one "
+                                               "per CPU of the cluster)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Analyse the photos on a Ray cluster: local (start one on this machine), "
+                                           "auto (the cluster this machine has joined) or its address "
+                                           "(ray://head:10001). Needs the cluster extra; see docs/cluster.md."),
     batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
     follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
@@ -70,7 +75,8 @@ def scan(
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
                               min_score=min_score, verify=verify,
                               workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
-                              follow_symlinks=follow_symlinks, scheme=scheme, prune=prune, people=people)
+                              follow_symlinks=follow_symlinks, scheme=scheme, prune=prune, people=people,
+                              ray=_ray_options(ray, workers))
         from ..ages.groups import get_scheme
 
         get_scheme(scheme)
@@ -99,6 +105,18 @@ def scan(
             for s, h in old.items():
                 signal.signal(s, h)
     _finish(summary, dry_run=dry_run, quiet=quiet)
+
+
+def _ray_options(address: Optional[str], workers: int):
+    """--ray's options, after checking that Ray is installed (one Error line naming the extra if not)."""
+    if address is None:
+        return None
+    from ..scan.cluster import RayOptions, require_ray
+
+    if not address.strip():
+        raise PhototagError("--ray needs an address: local, auto, or the cluster's (ray://head:10001)")
+    require_ray()
+    return RayOptions(address=address.strip(), actors=workers)
 
 
 def _writer(*, dry_run: bool, exif: bool, sidecar: bool, sidecar_style: str):

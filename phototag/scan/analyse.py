@@ -38,6 +38,9 @@ class Analysis:
     error: str | None = None
     seen: tuple[int, int] | None = None  # (size, mtime_ns) when the worker opened it
     content: str | None = None  # SHA-256 of its bytes outside EXIF, then
+    # Filled where the age model runs beside the analysis (a Ray actor); else the driver batches them.
+    distribution: np.ndarray | None = None  # faces x 101
+    female: np.ndarray | None = None
 
 
 def _upsample(pixels: np.ndarray, detect_size: int) -> int:

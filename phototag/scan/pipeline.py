@@ -9,13 +9,14 @@ tags written from the index (tags/retag.py).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from ..tags.exif import NullWriter, Writer
 from ..tags.names import keyword_problem
 from ..tags.retag import FAILED, PENDING, UNTAGGED, Retagger, regroup_faces
 from .analyse import Analysis, analyse, file_hashes, known_boxes, sha256_file, stat_key, warm_worker
+from .cluster import WORKER_LOST, RayOptions, ray_analyses
 from .decode import DEFAULT_DETECT_SIZE, taken_at
 from .walk import StaleTemp, WalkError, walk
 
@@ -38,7 +40,7 @@ __all__ = ["ScanOptions", "ScanSummary", "scan", "Interrupted", "analyse", "Anal
 
 # Failures that say nothing about the file's content (permissions, a flaky disk, a write that raced
 # ours): tried again next run even when size and mtime are unchanged, as chmod leaves both alone.
-RETRIED = ("cannot read", "changed while it was being scanned")
+RETRIED = ("cannot read", "changed while it was being scanned", WORKER_LOST)
 
 
 def write_target(path: str, real_roots: list[str]) -> Path:
@@ -74,6 +76,7 @@ class ScanOptions:
     scheme: str = "ten"
     prune: bool = False
     people: bool = True  # group faces into people and date them (phototag.people)
+    ray: RayOptions | None = None  # analyse on a Ray cluster (scan/cluster.py) instead of local processes
 
     # --thorough: faces down to 80 px in a 4000 x 3000 photo (bench/: 97% found, at a third the speed).
     THOROUGH = {"detect_size": 2400, "upsample": 1}
@@ -177,6 +180,10 @@ class _Results:
     def take(self, a: Analysis) -> None:
         if a.error is not None:
             self.fail(a.path, a.error)
+            self.progress.update(1)
+            return
+        if a.distribution is not None:  # aged where it was analysed (a Ray actor)
+            self.finish(a, a.distribution, a.female)
             self.progress.update(1)
             return
         self.pending.append(a)
@@ -391,27 +398,14 @@ class _Scan:
         o = self.opt
         args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify,
                 self.model.input_kind == "chip")
-        workers = o.workers or os.cpu_count() or 1
         try:
-            if workers <= 1:
-                for path, known in self.tasks():
-                    self.out.take(analyse(path, *args, **known_boxes(known)))
+            if o.ray is not None:
+                found = ray_analyses(self.tasks(), args, self.model, o.ray)
             else:
-                with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                            initializer=warm_worker) as pool:
-                    try:
-                        inflight: set[cf.Future] = set()
-                        for path, known in self.tasks():
-                            inflight.add(pool.submit(analyse, path, *args, **known_boxes(known)))
-                            if len(inflight) >= workers * 4:
-                                done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
-                                for fut in done:
-                                    self.out.take(fut.result())
-                        for fut in cf.as_completed(inflight):
-                            self.out.take(fut.result())
-                    except BaseException:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
+                found = _local_analyses(self.tasks(), args, o.workers or os.cpu_count() or 1)
+            with contextlib.closing(found):  # stopped early (Ctrl-C, a full disk): the pool stops too
+                for analysis in found:
+                    self.out.take(analysis)
             self.out.predict_pending()
             missing = self.index_missing()
             self.summary.missing = missing
@@ -469,6 +463,29 @@ class _Scan:
             return 0
         with self.index.transaction():
             return self.index.mark_missing(folders, self.seen, prune=self.opt.prune)
+
+
+def _local_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], args: tuple,
+                    workers: int) -> Iterator[Analysis]:
+    """Each task's Analysis from a pool of worker processes on this machine (or this process alone)."""
+    if workers <= 1:
+        for path, known in tasks:
+            yield analyse(path, *args, **known_boxes(known))
+        return
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=warm_worker) as pool:
+        try:
+            inflight: set[cf.Future] = set()
+            for path, known in tasks:
+                inflight.add(pool.submit(analyse, path, *args, **known_boxes(known)))
+                if len(inflight) >= workers * 4:
+                    done, inflight = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        yield fut.result()
+            for fut in cf.as_completed(inflight):
+                yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 class _NoProgress:

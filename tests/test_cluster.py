@@ -1,0 +1,185 @@
+"""`scan --ray`: a real local Ray (one per module, started once), real photos, real dlib.
+
+The same library scanned plainly and through Ray gives the same faces, ages and people; bad files are
+recorded as in a plain scan; a Ray worker killed mid-scan costs no photo and indexes none twice. A scan
+without --ray never imports Ray, and a missing Ray is one Error line naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from phototag.ages.model import load_model
+from phototag.cli import app
+from phototag.scan.cluster import RayOptions
+from phototag.scan.pipeline import ScanOptions, scan
+from phototag.store.index import Index
+
+from .conftest import group_photo, save_jpeg, tree_digest
+from .people_photos import make_family
+from .test_faults import bad_library
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed: the cluster extra (uv sync --extra cluster)")
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module: 2 CPUs, started once (about 5 s)."""
+    if not HAVE_RAY:
+        pytest.skip("Ray is not installed: the cluster extra (uv sync --extra cluster)")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def content(db: Path) -> tuple[dict, set]:
+    """Faces by (photo, index) with box, age and distribution; people as sets of faces (ids aside)."""
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    faces, people = {}, {}
+    for r in con.execute("SELECT f.*, p.path AS photo FROM faces f JOIN photos p ON p.id = f.photo_id"):
+        key = (r["photo"], r["idx"])
+        faces[key] = r
+        people.setdefault(r["person_id"], set()).add(key)
+    con.close()
+    return faces, {frozenset(v) for v in people.values()}
+
+
+def photo_rows(db: Path) -> dict[str, tuple]:
+    con = sqlite3.connect(db)
+    rows = {r[0]: r[1:] for r in con.execute("SELECT path, status, error, face_count FROM photos")}
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    return rows
+
+
+def family(tmp_path: Path, astronaut) -> Path:
+    lib = make_family(tmp_path / "lib", astronaut)
+    save_jpeg(lib / "2019" / "group.jpg", group_photo(astronaut, 3))
+    return lib
+
+
+@needs_ray
+def test_ray_local_gives_a_plain_scans_faces_ages_and_people(tmp_path, astronaut, local_ray):
+    lib = family(tmp_path, astronaut)
+    before = tree_digest(lib)
+    model = load_model()
+    for name, ray in (("plain", None), ("ray", RayOptions())):
+        with Index(tmp_path / f"{name}.db") as ix:
+            summary = scan([lib], ix, model, options=ScanOptions(workers=1, ray=ray))
+        assert summary.exit_code == 0 and summary.tagged == 8 and summary.faces == 11, summary.line()
+    assert tree_digest(lib) == before  # no writer: no photo touched
+    (plain, plain_people), (via_ray, ray_people) = content(tmp_path / "plain.db"), content(tmp_path / "ray.db")
+    assert plain.keys() == via_ray.keys() and len(plain) == 11
+    for key, a in plain.items():
+        b = via_ray[key]
+        assert (a["top"], a["right"], a["bottom"], a["left"]) == (b["top"], b["right"], b["bottom"], b["left"]), key
+        assert abs(a["age_photo"] - b["age_photo"]) <= 1e-3 and abs(a["age"] - b["age"]) <= 1e-3, key
+        assert a["age_group"] == b["age_group"]
+    assert plain_people == ray_people and len(ray_people) >= 2
+
+
+@needs_ray
+def test_bad_files_through_ray_are_recorded_as_a_plain_scan_records_them(tmp_path, astronaut, local_ray):
+    lib = tmp_path / "lib"
+    expect = bad_library(lib, astronaut)
+    out = {}
+    for name, extra in (("plain", ["--workers", "1"]), ("ray", ["--ray", "local"])):
+        r = runner.invoke(app, ["scan", str(lib), "--db", str(tmp_path / f"{name}.db"), "--no-exif", *extra])
+        assert r.exit_code == 1, r.output
+        out[name] = (sorted(r.stderr.splitlines()), photo_rows(tmp_path / f"{name}.db"))
+    assert out["ray"] == out["plain"]
+    failed = {p for p, (status, _, _) in out["ray"][1].items() if status == "failed"}
+    assert len(failed) == sum(1 for v in expect.values() if v and "tags not written" not in v) == 5
+
+
+def _photo_actors() -> list[int]:
+    """Pids of the processes running phototag's Ray actor (Ray names them ray::...PhotoActor...)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmd = Path(entry.path, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"PhotoActor" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+class _KillOnce:
+    """A progress bar that kills one Ray worker running PhotoActor after the first photo comes back."""
+
+    total = 0
+
+    def __init__(self) -> None:
+        self.done, self.killed = 0, None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.killed is None and self.done >= 1:
+            pids = _photo_actors()
+            assert pids, "no PhotoActor process found"
+            self.killed = pids[0]
+            os.kill(self.killed, signal.SIGKILL)
+
+    def refresh(self) -> None:
+        pass
+
+
+@needs_ray
+def test_a_ray_worker_killed_mid_scan_costs_no_photo(tmp_path, astronaut, local_ray, reliability):
+    lib = tmp_path / "lib"
+    for i in range(12):
+        save_jpeg(lib / f"p{i:02}.jpg", group_photo(astronaut, 1 + i % 3))
+    before = tree_digest(lib)
+    bar = _KillOnce()
+    with Index(tmp_path / "i.db") as ix:
+        summary = scan([lib], ix, load_model(), progress=bar,
+                       options=ScanOptions(people=False, ray=RayOptions(photos_per_call=1)))
+    assert bar.killed is not None
+    assert summary.exit_code == 0 and summary.tagged == 12 and not summary.failures, summary.line()
+    rows = photo_rows(tmp_path / "i.db")
+    assert len(rows) == 12 and all(status == "ok" for status, _, _ in rows.values())
+    assert sum(n for _, _, n in rows.values()) == sum(1 + i % 3 for i in range(12))
+    con = sqlite3.connect(tmp_path / "i.db")
+    assert con.execute("SELECT count(*) FROM faces").fetchone()[0] == 24  # none twice
+    con.close()
+    assert tree_digest(lib) == before
+    reliability("a Ray worker killed (SIGKILL) mid-scan", 1, "its photos done again elsewhere, each indexed once")
+
+
+def test_a_scan_without_ray_never_imports_it(tmp_path, astronaut):
+    save_jpeg(tmp_path / "lib" / "a.jpg", astronaut)
+    code = ("import sys; from typer.testing import CliRunner; from phototag.cli import app; "
+            f"r = CliRunner().invoke(app, ['scan', {str(tmp_path / 'lib')!r}, '--db', {str(tmp_path / 'i.db')!r}, "
+            "'--workers', '1']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_ray_missing_is_one_error_line_naming_the_extra(tmp_path, astronaut):
+    save_jpeg(tmp_path / "lib" / "a.jpg", astronaut)
+    code = ("import sys; sys.modules['ray'] = None; from phototag.cli import run; sys.argv = ['phototag', 'scan', "
+            f"{str(tmp_path / 'lib')!r}, '--db', {str(tmp_path / 'i.db')!r}, '--ray', 'local']; run()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr == ("Error: --ray needs Ray Data, which is not installed (ray): uv sync --extra cluster, "
+                          "or pip install 'phototag[cluster]'\n")
+    assert not (tmp_path / "i.db").exists()
