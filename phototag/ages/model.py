@@ -30,6 +30,7 @@ __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import
 CARD_FORMAT = 1
 DEFAULT_MODEL = "age-dlib-resnet"
 AGE_BINS = 101
+RUNTIMES = ("auto", "litert", "keras")
 
 
 def default_model_path() -> Path:
@@ -55,6 +56,7 @@ class AgeModel:
     _keras_model: Any = field(default=None, repr=False)
     _runner: Any = field(default=None, repr=False)
     runtime: str = ""  # which runtime predicts: set on first use (see _predictor)
+    prefer: str = "auto"  # 'litert', 'keras' (a GPU's: the card's Keras copy), or 'auto': the fastest on a CPU
 
     @property
     def model_id(self) -> str:
@@ -97,6 +99,13 @@ class AgeModel:
             from . import layers  # noqa: F401  registers the custom layers a model may use
 
             weights = self.path.with_suffix(".keras")
+            if self.input_kind == "chip":
+                self._check_keras_copy(weights)
+            if keras.backend.backend() == "jax":
+                import jax
+
+                # TF32 matmuls on a GPU would move the ages; the card's figures hold at full precision.
+                jax.config.update("jax_default_matmul_precision", "highest")
             try:
                 self._keras_model = keras.saving.load_model(weights, compile=False)
             except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
@@ -111,8 +120,9 @@ class AgeModel:
         if self._runner is not None:
             return self._runner
         tflite = self.path.with_suffix(".tflite")
-        chip = self.input_kind == "chip"
-        wanted = chip or os.environ.get("PHOTOTAG_RUNTIME") != "keras"
+        keras_wanted = self.prefer == "keras" or os.environ.get("PHOTOTAG_RUNTIME") == "keras"
+        chip = self.input_kind == "chip" and not (keras_wanted and self.card.get("keras_sha256"))
+        wanted = chip or not keras_wanted
         if self.card.get("tflite_sha256") and tflite.is_file() and wanted:
             try:
                 from ai_edge_litert.interpreter import Interpreter
@@ -136,6 +146,13 @@ class AgeModel:
         else:
             self._runner, self.runtime = (lambda x: head(x, training=False)), "keras"
         return self._runner
+
+    def _check_keras_copy(self, weights: Path) -> None:
+        """A chip model's Keras copy (training/keras_from_tflite.py) is the file its card vouches for."""
+        if self.card.get("keras") != weights.name or not weights.is_file():
+            raise ModelError(f"{self.path}: no Keras copy of this model (training/keras_from_tflite.py makes one)")
+        if file_sha256(weights) != self.card.get("keras_sha256"):
+            raise ModelError(f"{weights}: not the file its card describes (checksum differs)")
 
     def warm(self) -> None:
         """Load the weights and the runtime now (outside any timing, as a long scan would)."""
@@ -261,8 +278,11 @@ def _check_card(card: dict[str, Any], where: Path) -> None:
         raise ModelError(f"{where}: the age output's mirror needs a model that reads chips")
 
 
-def load_model(path: str | Path | None = None) -> AgeModel:
-    """The model at `path` (with or without extension; default: the shipped one). Weights load lazily."""
+def load_model(path: str | Path | None = None, runtime: str = "auto") -> AgeModel:
+    """The model at `path` (with or without extension; default: the shipped one). Weights load lazily.
+    `runtime` 'keras' runs it under Keras (a GPU's runtime; a chip model needs its card's Keras copy)."""
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
     base = Path(path) if path is not None else default_model_path()
     if base.is_dir():
         cards = sorted(base.glob("*.json"))
@@ -281,4 +301,6 @@ def load_model(path: str | Path | None = None) -> AgeModel:
     if not weights.is_file():
         raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
     _check_card(card, card_path)
-    return AgeModel(path=base, card=card)
+    if runtime == "keras" and _input_kind(card) == "chip":
+        AgeModel(path=base, card=card)._check_keras_copy(base.with_suffix(".keras"))
+    return AgeModel(path=base, card=card, prefer=runtime)
