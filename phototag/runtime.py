@@ -19,10 +19,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import DependencyError
+from .errors import DependencyError, PhototagError
 
 __all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
-           "face_recognition_api", "load_dlib"]
+           "face_recognition_api", "load_dlib", "find_gpu", "runtime_for_device", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def _models_dir() -> Path:
@@ -125,3 +127,39 @@ def load_dlib() -> Any:
     import dlib
 
     return dlib
+
+
+def find_gpu() -> str | None:
+    """The GPU Keras would run on, named, or None. Free where there is none: without an NVIDIA device
+    file nothing is imported."""
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        return None
+    try:
+        keras = import_keras()
+    except DependencyError:
+        return None
+    if keras.backend.backend() == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    else:
+        gpus = []
+    return f"{gpus[0]} (Keras on {keras.backend.backend()})" if gpus else None
+
+
+def runtime_for_device(device: str) -> str:
+    """'litert' (the CPU) or 'keras' (a GPU) for `--device`: auto takes a GPU where Keras sees one."""
+    if device not in DEVICES:
+        raise PhototagError(f"unknown device {device!r}: use auto, cpu or gpu")
+    if device == "cpu":
+        return "litert"
+    gpu = find_gpu()
+    if gpu is None and device == "gpu":
+        raise DependencyError("--device gpu: no GPU that Keras can use (an NVIDIA GPU, and Keras with JAX or "
+                              "TensorFlow built for CUDA: uv sync --extra train, or pip install 'jax[cuda12]' "
+                              "keras); --device cpu runs everything on the CPU")
+    return "keras" if gpu else "litert"

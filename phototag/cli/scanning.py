@@ -47,6 +47,9 @@ def scan(
                                       help="Analyse the photos on a Ray cluster: local (start one on this machine), "
                                            "auto (the cluster this machine has joined) or its address "
                                            "(ray://head:10001). Needs the cluster extra; see docs/cluster.md."),
+    device: str = typer.Option("auto", help="Where the networks run: cpu (LiteRT), gpu (Keras on JAX or TensorFlow, "
+                                            "batched; see docs/cluster.md) or auto (a GPU where Keras sees one; "
+                                            "always the CPU with --ray)."),
     batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
     follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
@@ -76,11 +79,12 @@ def scan(
                               min_score=min_score, verify=verify,
                               workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
                               follow_symlinks=follow_symlinks, scheme=scheme, prune=prune, people=people,
-                              ray=_ray_options(ray, workers))
+                              ray=_ray_options(ray, workers),
+                              runtime=_runtime(device, ray is not None))
         from ..ages.groups import get_scheme
 
         get_scheme(scheme)
-        age_model = load_model(model)
+        age_model = load_model(model, runtime="keras" if options.runtime == "keras" else "auto")
         writer = _writer(dry_run=dry_run, exif=not no_exif, sidecar=sidecar, sidecar_style=sidecar_style)
         index = Index(_db(db), in_memory=dry_run)
     except PhototagError as exc:
@@ -105,6 +109,15 @@ def scan(
             for s, h in old.items():
                 signal.signal(s, h)
     _finish(summary, dry_run=dry_run, quiet=quiet)
+
+
+def _runtime(device: str, on_ray: bool) -> str:
+    """--device as the runtime of the networks: with --ray they run on the actors' CPUs."""
+    from ..runtime import runtime_for_device
+
+    if on_ray and device == "gpu":
+        raise PhototagError("--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs")
+    return "litert" if on_ray else runtime_for_device(device)
 
 
 def _ray_options(address: Optional[str], workers: int):

@@ -15,7 +15,7 @@ import numpy as np
 from .engine import CHIP_SIZE, DESCRIPTOR_SIZE, get_engine
 from ..runtime import face_recognition_api
 
-__all__ = ["Box", "detect", "verify", "describe", "face_engine", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
+__all__ = ["Box", "detect", "verify", "describe", "face_engine", "use_engine", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
            "DEFAULT_MIN_SCORE"]
 
 @dataclass(frozen=True)
@@ -66,9 +66,19 @@ VERIFY_SIDE = 160
 VERIFY_MARGIN = 0.5
 
 
+_ENGINE: list[str | None] = [None]  # this process's engine name; None: PHOTOTAG_ENGINE, else auto
+
+
+def use_engine(name: str | None) -> str | None:
+    """Run this process's detection and descriptors on the engine `name` ('keras' for a GPU; None: the
+    default). Returns the name it replaces, so a caller can put it back."""
+    old, _ENGINE[0] = _ENGINE[0], name
+    return old
+
+
 def face_engine() -> Any:
     """The face engine this process uses (phototag.faces.engine): dlib's CNN detector and descriptor."""
-    return get_engine()
+    return get_engine(_ENGINE[0])
 
 
 def verify(image: np.ndarray, box: Box) -> float:

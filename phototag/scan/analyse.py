@@ -109,13 +109,16 @@ def stat_key(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def warm_worker() -> None:
+def warm_worker(engine: str | None = None) -> None:
     """Workers leave Ctrl-C to the main process, which commits what is done and stops them."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One worker per core: each runs the face engine on one thread, or they would fight for the cores.
     os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
+    if engine == "keras":  # the workers share one GPU: each takes memory as it needs it, not 75 % of it
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    faces.use_engine(engine)
     face_recognition_api()
     faces.face_engine()
 

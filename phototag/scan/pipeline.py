@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__, faces
 from ..ages.groups import estimate, get_scheme, pack_distribution
-from ..ages.model import AgeModel
+from ..ages.model import AgeModel, load_model
 from ..errors import IndexFullError, PhotoError, PhototagError, SchemeError, TagWriteError
 from ..people.update import update_people
 from ..store.index import Index
@@ -77,6 +77,7 @@ class ScanOptions:
     prune: bool = False
     people: bool = True  # group faces into people and date them (phototag.people)
     ray: RayOptions | None = None  # analyse on a Ray cluster (scan/cluster.py) instead of local processes
+    runtime: str = "litert"  # what runs the networks: litert (CPU) or keras (a GPU: `scan --device gpu`)
 
     # --thorough: faces down to 80 px in a 4000 x 3000 photo (bench/: 97% found, at a third the speed).
     THOROUGH = {"detect_size": 2400, "upsample": 1}
@@ -402,7 +403,8 @@ class _Scan:
             if o.ray is not None:
                 found = ray_analyses(self.tasks(), args, self.model, o.ray)
             else:
-                found = _local_analyses(self.tasks(), args, o.workers or os.cpu_count() or 1)
+                found = _local_analyses(self.tasks(), args, o.workers or os.cpu_count() or 1,
+                                        "keras" if o.runtime == "keras" else None)
             with contextlib.closing(found):  # stopped early (Ctrl-C, a full disk): the pool stops too
                 for analysis in found:
                     self.out.take(analysis)
@@ -465,14 +467,20 @@ class _Scan:
             return self.index.mark_missing(folders, self.seen, prune=self.opt.prune)
 
 
-def _local_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], args: tuple,
-                    workers: int) -> Iterator[Analysis]:
-    """Each task's Analysis from a pool of worker processes on this machine (or this process alone)."""
+def _local_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], args: tuple, workers: int,
+                    engine: str | None = None) -> Iterator[Analysis]:
+    """Each task's Analysis from a pool of worker processes on this machine (or this process alone),
+    their networks run by the face engine `engine` (None: the default, LiteRT)."""
     if workers <= 1:
-        for path, known in tasks:
-            yield analyse(path, *args, **known_boxes(known))
+        before = faces.use_engine(engine)
+        try:
+            for path, known in tasks:
+                yield analyse(path, *args, **known_boxes(known))
+        finally:
+            faces.use_engine(before)
         return
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=warm_worker) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=warm_worker,
+                                initargs=(engine,)) as pool:
         try:
             inflight: set[cf.Future] = set()
             for path, known in tasks:
@@ -508,5 +516,11 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
     for group in get_scheme(options.scheme).names:  # each becomes a keyword in every tagged photo
         if problem := keyword_problem(group):
             raise SchemeError(f"scheme {options.scheme!r}: the group name {group!r} {problem}")
+    if options.runtime not in ("litert", "keras"):
+        raise PhototagError(f"unknown runtime {options.runtime!r}: use litert or keras")
+    if options.runtime == "keras" and options.ray is not None:
+        raise PhototagError("--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs")
+    if options.runtime == "keras" and model.prefer != "keras":
+        model = load_model(model.path, runtime="keras")  # the age network's Keras copy, batched across photos
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
                  progress or _NoProgress()).run()
