@@ -38,6 +38,7 @@ class Analysis:
     error: str | None = None
     seen: tuple[int, int] | None = None  # (size, mtime_ns) when the worker opened it
     content: str | None = None  # SHA-256 of its bytes outside EXIF, then
+    digest: str | None = None  # SHA-256 of the whole file, then
     # Filled where the age model runs beside the analysis (a Ray actor); else the driver batches them.
     distribution: np.ndarray | None = None  # faces x 101
     female: np.ndarray | None = None
@@ -58,7 +59,7 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
     try:
         try:  # what the file is now, to tell at write time whether it changed under us
             st = os.stat(path)
-            content = file_hashes(path)[1]
+            digest, content = file_hashes(path)
         except OSError as exc:
             raise PhotoError(f"cannot read: {exc.strerror or exc}") from exc
         seen = (st.st_size, st.st_mtime_ns)
@@ -88,7 +89,7 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
                     chips.append(faces.align_and_crop(d.pixels, box).chip)
         kept = np.stack(chips) if keep_chips and chips else None
         return Analysis(path, d.format, d.width, d.height, d.taken_at, full_boxes, faces.describe(chips), kept,
-                        seen=seen, content=content)
+                        seen=seen, content=content, digest=digest)
     except PhotoError as exc:
         return Analysis(path, error=str(exc))
     except MemoryError:

@@ -231,7 +231,10 @@ class _Results:
             return
         try:
             st = os.stat(a.path)
-            digest, content = file_hashes(a.path)
+            if a.digest is not None and (st.st_size, st.st_mtime_ns) == a.seen:
+                digest, content = a.digest, a.content  # as the worker read it: not read again here
+            else:
+                digest, content = file_hashes(a.path)
         except OSError as exc:
             self.fail(a.path, f"disappeared while scanning: {exc.strerror or exc}")
             return
