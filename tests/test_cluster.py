@@ -41,7 +41,7 @@ def local_ray():
         pytest.skip("Ray is not installed: the cluster extra (uv sync --extra cluster)")
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -183,3 +183,36 @@ def test_ray_missing_is_one_error_line_naming_the_extra(tmp_path, astronaut):
     assert out.stderr == ("Error: --ray needs Ray Data, which is not installed (ray): uv sync --extra cluster, "
                           "or pip install 'phototag[cluster]'\n")
     assert not (tmp_path / "i.db").exists()
+
+
+def _crashing_actor():
+    """A real PhotoActor whose process dies (os._exit) whenever a call holds poison.jpg, as a decoder
+    that crashes on one file would. Defined in a function so that Ray pickles it by value."""
+    from phototag.scan.cluster import PhotoActor
+
+    class _Crashing(PhotoActor):
+        def __call__(self, batch):
+            if any(os.fsdecode(p).endswith("poison.jpg") for p in batch["path"]):
+                os._exit(3)
+            return super().__call__(batch)
+
+    return _Crashing
+
+
+@needs_ray
+def test_a_photo_that_kills_its_worker_every_time_fails_alone(tmp_path, astronaut, local_ray, reliability):
+    lib = tmp_path / "lib"
+    for i in range(6):
+        save_jpeg(lib / f"p{i}.jpg", group_photo(astronaut, 1))
+    save_jpeg(lib / "poison.jpg", group_photo(astronaut, 1))
+    with Index(tmp_path / "i.db") as ix:
+        summary = scan([lib], ix, load_model(), options=ScanOptions(
+            people=False, ray=RayOptions(photos_per_call=2, retries=0, actor=_crashing_actor())))
+    assert summary.tagged == 6 and summary.exit_code == 1, summary.line()
+    assert [p for p, _ in summary.failures] == [str(lib / "poison.jpg")]
+    assert summary.failures[0][1].startswith("lost with the Ray workers that analysed it, scanned again next run (")
+    rows = photo_rows(tmp_path / "i.db")
+    assert sum(status == "ok" for status, _, _ in rows.values()) == 6
+    assert rows[str(lib / "poison.jpg")][0] == "failed"
+    reliability("a photo whose Ray worker dies on it every time", 1,
+                "recorded as failed (tried again next run), the other photos indexed")

@@ -18,7 +18,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -31,8 +31,6 @@ from .analyse import Analysis, analyse, known_boxes
 __all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "WORKER_LOST"]
 
 EXTRA = "uv sync --extra cluster, or pip install 'phototag[cluster]'"
-RETRIES = 3  # calls retried on a restarted actor before the dataset gives up
-ATTEMPTS = 2  # datasets per window: the second sends one photo per call
 WORKER_LOST = "lost with the Ray workers that analysed it, scanned again next run"
 
 
@@ -46,6 +44,8 @@ class RayOptions:
     cpus_per_actor: float = 1.0
     photos_per_call: int = 4  # photos an actor takes at a time: small, so a dead actor loses little
     window: int = 0  # photos per dataset; 0: 250 per actor, at least 1,000
+    retries: int = 3  # times a call is retried on a restarted actor before its dataset fails
+    actor: type | None = None  # the class each actor runs; None: PhotoActor (a test's subclass injects faults)
 
 
 def require_ray() -> Any:
@@ -110,7 +110,7 @@ def _connect(ray: Any, address: str) -> bool:
     try:
         with native_stderr_silenced():  # its C++ core announces its log level on stderr
             if address == "local":
-                ray.init(num_cpus=os.cpu_count() or 1, **quiet)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)  # new, even where one runs
             else:
                 ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -159,7 +159,8 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
         window = options.window or max(1000, 250 * actors)
         pending = first + list(islice(tasks, window - 1))
         while pending:
-            yield from _window(ray, pending, analyse_args, str(model.path), actors, options)
+            yield from _window(ray, pending, analyse_args, str(model.path), actors, options,
+                               options.actor or PhotoActor)
             pending = list(islice(tasks, window))
     finally:
         if owned:
@@ -167,34 +168,78 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
 
 
 def _window(ray: Any, tasks: list, analyse_args: tuple, model_path: str, actors: int,
-            options: RayOptions) -> Iterator[Analysis]:
-    """One dataset of photos. A dead actor is restarted and its call retried (on another node if its
-    node is gone), up to RETRIES times; if the dataset fails all the same, what did not come back is
-    sent again, one photo per call, and then recorded as failed (scanned again next run)."""
-    returned: set[str] = set()
+            options: RayOptions, actor: type) -> Iterator[Analysis]:
+    """One window of photos, each brought back once (a retried call may bring one back twice)."""
     # Paths travel as bytes: a name that is not UTF-8 (a Latin-1 folder from an old camera) stays whole.
-    todo = [{"path": os.fsencode(p), "known": pickle.dumps(k)} for p, k in tasks]
-    error: Exception | None = None
-    for attempt in range(ATTEMPTS):
-        ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), actors * 4)))
+    rows = [{"path": os.fsencode(p), "known": pickle.dumps(k)} for p, k in tasks]
+    run = _Datasets(ray, analyse_args, model_path, actors, options, actor)
+    yield from run.settle(rows, options.photos_per_call)
+
+
+class _Datasets:
+    """Photos through Ray Data until each has come back or is known to kill its worker.
+
+    A dead actor is restarted and its call retried (on another node if its node is gone), up to
+    `options.retries` times. If a dataset fails all the same (a photo that kills its worker every
+    time), what did not come back is sent again, one photo per call: whole while each dataset brings
+    some photo back, else in halves, so that the photo that kills its workers ends up alone and is
+    recorded as failed (scanned again next run), and no other photo with it."""
+
+    def __init__(self, ray: Any, analyse_args: tuple, model_path: str, actors: int, options: RayOptions,
+                 actor: type) -> None:
+        self.ray, self.args, self.model_path, self.actors, self.opt, self.actor = \
+            ray, analyse_args, model_path, actors, options, actor
+        self.returned: set[str] = set()
+
+    def settle(self, rows: list[dict], per_call: int) -> Iterator[Analysis]:
+        before = len(self.returned)
+        error = yield from self._attempt(rows, per_call)
+        if error is None:
+            return
+        rest = [row for row in rows if os.fsdecode(row["path"]) not in self.returned]
+        if not rest:
+            return
+        self._wait_for_room()
+        if len(self.returned) > before:
+            yield from self.settle(rest, 1)
+        elif len(rest) == 1:
+            yield Analysis(os.fsdecode(rest[0]["path"]), error=f"{WORKER_LOST} ({error})")
+        else:
+            half = len(rest) // 2
+            yield from self.settle(rest[:half], 1)
+            yield from self.settle(rest[half:], 1)
+
+    def _attempt(self, rows: list[dict], per_call: int) -> Generator[Analysis, None, str | None]:
+        """One dataset: yields what comes back; returns why it stopped, if it failed."""
+        ray = self.ray
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), self.actors * 4)))
         with warnings.catch_warnings():  # max_task_retries has no named parameter yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            ds = ds.map_batches(PhotoActor, fn_constructor_args=(analyse_args, model_path),
-                                batch_size=options.photos_per_call if attempt == 0 else 1,
-                                num_cpus=options.cpus_per_actor, max_task_retries=RETRIES,
-                                compute=ray.data.ActorPoolStrategy(size=min(actors, len(todo))),
+            ds = ds.map_batches(self.actor, fn_constructor_args=(self.args, self.model_path), batch_size=per_call,
+                                num_cpus=self.opt.cpus_per_actor, max_task_retries=self.opt.retries,
+                                compute=ray.data.ActorPoolStrategy(size=min(self.actors, len(rows))),
                                 batch_format="numpy")
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 for blob in batch["result"]:
                     a: Analysis = pickle.loads(blob)
-                    if a.path not in returned:  # a retried call may bring a photo back twice
-                        returned.add(a.path)
+                    if a.path not in self.returned:
+                        self.returned.add(a.path)
                         yield a
-            return
         except Exception as exc:  # noqa: BLE001 - Ray's failures have many types; the photos matter
-            error = exc
-            todo = [row for row in todo if os.fsdecode(row["path"]) not in returned]
-    reason = str(error).strip().splitlines()[0][:200] if error is not None else ""
-    for row in todo:
-        yield Analysis(os.fsdecode(row["path"]), error=f"{WORKER_LOST} ({type(error).__name__}: {reason})")
+            # Only its text is kept: the exception's frames hold the failed dataset, whose actors
+            # keep their CPUs for as long as anything refers to them.
+            text = str(exc).strip().splitlines()
+            return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+        return None
+
+    def _wait_for_room(self, timeout: float = 60.0) -> None:
+        """After a failed dataset, until its actors have given their CPUs back (or `timeout`)."""
+        import gc
+        import time
+
+        gc.collect()
+        need = self.opt.cpus_per_actor
+        deadline = time.monotonic() + timeout
+        while self.ray.available_resources().get("CPU", 0.0) < need and time.monotonic() < deadline:
+            time.sleep(0.5)
