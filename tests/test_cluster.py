@@ -207,7 +207,7 @@ def test_a_photo_that_kills_its_worker_every_time_fails_alone(tmp_path, astronau
     save_jpeg(lib / "poison.jpg", group_photo(astronaut, 1))
     with Index(tmp_path / "i.db") as ix:
         summary = scan([lib], ix, load_model(), options=ScanOptions(
-            people=False, ray=RayOptions(photos_per_call=2, retries=0, actor=_crashing_actor())))
+            people=False, ray=RayOptions(photos_per_call=2, retries=1, actor=_crashing_actor())))
     assert summary.tagged == 6 and summary.exit_code == 1, summary.line()
     assert [p for p, _ in summary.failures] == [str(lib / "poison.jpg")]
     assert summary.failures[0][1].startswith("lost with the Ray workers that analysed it, scanned again next run (")

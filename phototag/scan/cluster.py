@@ -179,8 +179,8 @@ def _window(ray: Any, tasks: list, analyse_args: tuple, model_path: str, actors:
 class _Datasets:
     """Photos through Ray Data until each has come back or is known to kill its worker.
 
-    A dead actor is restarted and its call retried (on another node if its node is gone), up to
-    `options.retries` times. If a dataset fails all the same (a photo that kills its worker every
+    A dead actor is restarted and its calls retried (on another node if its node is gone), up to
+    `options.retries` times. If the dataset fails all the same (a photo that kills its worker every
     time), what did not come back is sent again, one photo per call: whole while each dataset brings
     some photo back, else in halves, so that the photo that kills its workers ends up alone and is
     recorded as failed (scanned again next run), and no other photo with it."""
@@ -190,16 +190,17 @@ class _Datasets:
         self.ray, self.args, self.model_path, self.actors, self.opt, self.actor = \
             ray, analyse_args, model_path, actors, options, actor
         self.returned: set[str] = set()
+        self.failed = False  # a dataset of this window has failed: every later one runs without restarts
 
     def settle(self, rows: list[dict], per_call: int) -> Iterator[Analysis]:
         before = len(self.returned)
-        error = yield from self._attempt(rows, per_call)
+        error = yield from self._attempt(rows, per_call, first=not self.failed)
         if error is None:
             return
         rest = [row for row in rows if os.fsdecode(row["path"]) not in self.returned]
+        self.failed = True
         if not rest:
             return
-        self._wait_for_room()
         if len(self.returned) > before:
             yield from self.settle(rest, 1)
         elif len(rest) == 1:
@@ -209,16 +210,22 @@ class _Datasets:
             yield from self.settle(rest[:half], 1)
             yield from self.settle(rest[half:], 1)
 
-    def _attempt(self, rows: list[dict], per_call: int) -> Generator[Analysis, None, str | None]:
-        """One dataset: yields what comes back; returns why it stopped, if it failed."""
+    def _attempt(self, rows: list[dict], per_call: int, first: bool) -> Generator[Analysis, None, str | None]:
+        """One dataset: yields what comes back; returns why it stopped, if it failed.
+
+        The first dataset of a window restarts a dead actor (on another node if its node is gone) and
+        retries its calls. Later ones, after a failure, leave a dead actor dead: restarted, an actor
+        that a photo kills every time would hold its CPU for good. A failed dataset's actors may
+        keep their CPUs a while, so a later pool takes the CPUs that are free."""
         ray = self.ray
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), self.actors * 4)))
-        with warnings.catch_warnings():  # max_task_retries has no named parameter yet
+        size = min(self.actors, len(rows)) if first else self._room(min(self.actors, len(rows)))
+        fault = {"max_task_retries": self.opt.retries} if first else {"max_restarts": 0}
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), size * 4)))
+        with warnings.catch_warnings():  # these have no named parameters yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             ds = ds.map_batches(self.actor, fn_constructor_args=(self.args, self.model_path), batch_size=per_call,
-                                num_cpus=self.opt.cpus_per_actor, max_task_retries=self.opt.retries,
-                                compute=ray.data.ActorPoolStrategy(size=min(self.actors, len(rows))),
-                                batch_format="numpy")
+                                num_cpus=self.opt.cpus_per_actor, compute=ray.data.ActorPoolStrategy(size=size),
+                                batch_format="numpy", **fault)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 for blob in batch["result"]:
@@ -233,13 +240,16 @@ class _Datasets:
             return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
         return None
 
-    def _wait_for_room(self, timeout: float = 60.0) -> None:
-        """After a failed dataset, until its actors have given their CPUs back (or `timeout`)."""
+    def _room(self, wanted: int, timeout: float = 10.0) -> int:
+        """Actors to start: `wanted`, once the CPUs of a failed dataset's actors are free again (up to
+        `timeout`), or as many as the CPUs free then allow (a node may be gone), at least one."""
         import gc
         import time
 
         gc.collect()
-        need = self.opt.cpus_per_actor
         deadline = time.monotonic() + timeout
-        while self.ray.available_resources().get("CPU", 0.0) < need and time.monotonic() < deadline:
-            time.sleep(0.5)
+        while True:
+            free = int(self.ray.available_resources().get("CPU", 0.0) // self.opt.cpus_per_actor)
+            if free >= wanted or time.monotonic() > deadline:
+                return max(1, min(wanted, free))
+            time.sleep(0.25)
