@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +83,7 @@ def driver(library: Path) -> dict:
     """The driver's side alone: a scan whose analyses are handed back from a first scan's."""
     from phototag.ages.model import load_model
     from phototag.scan import pipeline
+    from phototag.scan.analyse import age_faces
     from phototag.store.index import Index
     from phototag.tags.exif import ExifWriter, NullWriter
 
@@ -94,11 +93,7 @@ def driver(library: Path) -> dict:
 
     def recording(tasks, args, workers, engine=None):  # ages too, as a Ray actor gives them
         for a in real(tasks, args, workers, engine):
-            if a.error is None:
-                pred = model.predict_chips(a.chips) if a.boxes else None
-                a.distribution = pred.distribution if pred else np.zeros((0, 101), np.float32)
-                a.female = pred.female if pred else None
-            a.chips = None
+            age_faces(model, [a])
             cache[a.path] = a
             yield a
 

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import DependencyError, PhototagError
 
 __all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
-           "face_recognition_api", "load_dlib", "find_gpu", "runtime_for_device", "DEVICES"]
+           "face_recognition_api", "load_dlib", "find_gpu", "runtime_for_device", "DEVICES", "engine_threads"]
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -70,6 +70,12 @@ def import_keras() -> Any:
         raise DependencyError(f"cannot load Keras/TensorFlow ({exc}): training, conversion and the Keras "
                               "runtime need the train extra (uv sync --extra train)") from exc
     return keras
+
+
+def engine_threads() -> int:
+    """Threads a network may use: PHOTOTAG_ENGINE_THREADS (a scan's worker or Ray actor sets 1), else
+    every core."""
+    return int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
 
 
 def file_sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from .. import faces
 from ..errors import DependencyError, ModelError
 from .groups import POINTS, correct_prior
-from ..runtime import MODELS_DIR, Runner, file_sha256, import_keras, native_stderr_silenced
+from ..runtime import MODELS_DIR, Runner, engine_threads, file_sha256, import_keras, native_stderr_silenced
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
@@ -208,18 +208,13 @@ class AgeModel:
         return self._finish(Prediction(dist, female))
 
 
-def _threads() -> int:
-    """All cores, unless PHOTOTAG_ENGINE_THREADS says otherwise (a Ray actor given one CPU)."""
-    return int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
-
-
 class _LiteRT:
     """A .tflite age model under LiteRT: no TensorFlow import, no tracing; outputs named as Keras names them."""
 
     def __init__(self, interpreter_cls: Any, path: Path, dtype: str = "float32") -> None:
         try:
             with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                interp = interpreter_cls(model_path=str(path), num_threads=_threads())
+                interp = interpreter_cls(model_path=str(path), num_threads=engine_threads())
                 interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
             raise ModelError(f"{path}: cannot load the LiteRT model: {exc}") from exc
@@ -301,6 +296,7 @@ def load_model(path: str | Path | None = None, runtime: str = "auto") -> AgeMode
     if not weights.is_file():
         raise ModelError(f"{base}: model not found (need {card_path.name} and {weights.name})")
     _check_card(card, card_path)
-    if runtime == "keras" and _input_kind(card) == "chip":
-        AgeModel(path=base, card=card)._check_keras_copy(base.with_suffix(".keras"))
-    return AgeModel(path=base, card=card, prefer=runtime)
+    model = AgeModel(path=base, card=card, prefer=runtime)
+    if runtime == "keras" and model.input_kind == "chip":
+        model._check_keras_copy(base.with_suffix(".keras"))
+    return model

@@ -114,9 +114,10 @@ def scan(
 def _runtime(device: str, on_ray: bool) -> str:
     """--device as the runtime of the networks: with --ray they run on the actors' CPUs."""
     from ..runtime import runtime_for_device
+    from ..scan.cluster import GPU_WITH_RAY
 
     if on_ray and device == "gpu":
-        raise PhototagError("--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs")
+        raise PhototagError(GPU_WITH_RAY)
     return "litert" if on_ray else runtime_for_device(device)
 
 

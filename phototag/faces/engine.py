@@ -27,7 +27,8 @@ import numpy as np
 from . import mmod
 from .dlib_dat import Layer
 from ..errors import DependencyError, ModelError
-from ..runtime import MODELS_DIR, Runner, face_recognition_api, file_sha256, import_keras, native_stderr_silenced
+from ..runtime import (MODELS_DIR, Runner, engine_threads, face_recognition_api, file_sha256, import_keras,
+                       native_stderr_silenced)
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
            "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE", "CHIP_SIZE", "DESCRIPTOR_SIZE", "file_sha256"]
@@ -179,7 +180,7 @@ class LiteRTEngine:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise DependencyError(f"cannot load LiteRT (ai-edge-litert): {exc}") from exc
-        threads = threads or int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
+        threads = threads or engine_threads()
         self._runners: dict[str, Runner] = {}
         with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
             for key in _SOURCES:

@@ -20,7 +20,7 @@ from ..errors import PhotoError
 from ..tags.exif import content_hash
 from .decode import CROP_FACE_PX, decode, load_face_regions, pixel_budget
 
-__all__ = ["Analysis", "analyse", "file_hashes", "sha256_file"]
+__all__ = ["Analysis", "analyse", "age_faces", "file_hashes", "sha256_file"]
 
 
 @dataclass
@@ -96,6 +96,27 @@ def analyse(path: str, detect_size: int, detector: str, upsample: int | None, mi
         return Analysis(path, error="out of memory while decoding")
     except Exception as exc:  # noqa: BLE001 - one bad photo never stops a scan
         return Analysis(path, error=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def age_faces(model: Any, found: list[Analysis]) -> None:
+    """Every face of these photos through the age model `model` at once, batched across photos: each
+    photo that did not fail gets its faces' `distribution` (and `female`), and its chips are let go.
+    The scan's main process does this for the local workers' photos, a Ray actor for its own."""
+    ok = [a for a in found if a.error is None]
+    if model.input_kind == "chip":
+        chips = [a.chips for a in ok if a.chips is not None and len(a.chips)]
+        pred = model.predict_chips(np.concatenate(chips)) if chips else None
+    else:
+        descs = [a.descriptors for a in ok if a.descriptors is not None and len(a.descriptors)]
+        pred = model.predict_descriptors(np.concatenate(descs)) if descs else None
+    at = 0
+    for a in found:
+        a.chips = None
+        if a.error is None:
+            n = len(a.boxes)
+            a.distribution = pred.distribution[at:at + n] if pred is not None else np.zeros((0, 101), np.float32)
+            a.female = pred.female[at:at + n] if pred is not None and pred.female is not None else None
+            at += n
 
 
 def known_boxes(boxes: list[faces.Box] | None) -> dict[str, Any]:

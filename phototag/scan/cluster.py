@@ -26,12 +26,13 @@ from .. import faces
 from ..ages.model import AgeModel, load_model
 from ..errors import DependencyError, PhototagError
 from ..runtime import native_stderr_silenced
-from .analyse import Analysis, analyse, known_boxes
+from .analyse import Analysis, age_faces, analyse, known_boxes
 
-__all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "WORKER_LOST"]
+__all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "WORKER_LOST", "GPU_WITH_RAY"]
 
 EXTRA = "uv sync --extra cluster, or pip install 'phototag[cluster]'"
 WORKER_LOST = "lost with the Ray workers that analysed it, scanned again next run"
+GPU_WITH_RAY = "--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs"
 
 
 @dataclass(frozen=True)
@@ -73,33 +74,18 @@ class PhotoActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         found = [analyse(os.fsdecode(p), *self.args, **known_boxes(pickle.loads(k)))
                  for p, k in zip(batch["path"], batch["known"])]
-        self._ages(found)
+        try:
+            age_faces(self.model, found)
+        except Exception as exc:  # noqa: BLE001 - the batch's photos with faces fail, the scan goes on
+            for a in found:
+                a.chips = None
+                if a.error is None and a.boxes:
+                    a.error = f"unexpected error in the age model: {type(exc).__name__}: {exc}"
+                elif a.error is None:
+                    a.distribution = np.zeros((0, 101), np.float32)
         out = np.empty(len(found), dtype=object)
         out[:] = [pickle.dumps(a, protocol=5) for a in found]
         return {"result": out}
-
-    def _ages(self, found: list[Analysis]) -> None:
-        """Every face of the batch through the age model at once; chips are dropped before the trip back."""
-        ok = [a for a in found if a.error is None and a.boxes]
-        try:
-            if self.model.input_kind == "chip":
-                x = [a.chips for a in ok if a.chips is not None]
-                pred = self.model.predict_chips(np.concatenate(x)) if x else None
-            else:
-                x = [a.descriptors for a in ok if a.descriptors is not None]
-                pred = self.model.predict_descriptors(np.concatenate(x)) if x else None
-        except Exception as exc:  # noqa: BLE001 - the batch's photos fail, the scan goes on
-            for a in ok:
-                a.error = f"unexpected error in the age model: {type(exc).__name__}: {exc}"
-            pred = None
-        at = 0
-        for a in found:
-            a.chips = None
-            if a.error is None:
-                n = len(a.boxes)
-                a.distribution = pred.distribution[at:at + n] if n else np.zeros((0, 101), np.float32)
-                a.female = None if pred is None or pred.female is None or not n else pred.female[at:at + n]
-                at += n
 
 
 def _connect(ray: Any, address: str) -> bool:

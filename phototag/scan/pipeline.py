@@ -29,8 +29,8 @@ from ..store.index import Index
 from ..tags.exif import NullWriter, Writer
 from ..tags.names import keyword_problem
 from ..tags.retag import FAILED, PENDING, UNTAGGED, Retagger, regroup_faces
-from .analyse import Analysis, analyse, file_hashes, known_boxes, sha256_file, stat_key, warm_worker
-from .cluster import WORKER_LOST, RayOptions, ray_analyses
+from .analyse import Analysis, age_faces, analyse, file_hashes, known_boxes, sha256_file, stat_key, warm_worker
+from .cluster import GPU_WITH_RAY, WORKER_LOST, RayOptions, ray_analyses
 from .decode import DEFAULT_DETECT_SIZE, taken_at
 from .walk import StaleTemp, WalkError, walk
 
@@ -198,21 +198,9 @@ class _Results:
         batch = list(self.pending)
         self.pending.clear()
         self.pending_faces = 0
-        if self.model.input_kind == "chip":  # batched across photos, in this process (a GPU's place)
-            chips = [a.chips for a in batch if a.chips is not None and len(a.chips)]
-            pred = self.model.predict_chips(np.concatenate(chips)) if chips else None
-            for a in batch:
-                a.chips = None
-        else:
-            descs = [a.descriptors for a in batch if a.descriptors is not None and len(a.descriptors)]
-            pred = self.model.predict_descriptors(np.concatenate(descs)) if descs else None
-        at = 0
+        age_faces(self.model, batch)  # batched across photos, in this process (a GPU's place)
         for a in batch:
-            n = len(a.boxes)
-            dist = pred.distribution[at : at + n] if pred is not None else np.zeros((0, 101), np.float32)
-            female = pred.female[at : at + n] if pred is not None and pred.female is not None else None
-            at += n
-            self.finish(a, dist, female)
+            self.finish(a, a.distribution, a.female)
             self.progress.update(1)
 
     @staticmethod
@@ -522,7 +510,7 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
     if options.runtime not in ("litert", "keras"):
         raise PhototagError(f"unknown runtime {options.runtime!r}: use litert or keras")
     if options.runtime == "keras" and options.ray is not None:
-        raise PhototagError("--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs")
+        raise PhototagError(GPU_WITH_RAY)
     if options.runtime == "keras" and model.prefer != "keras":
         model = load_model(model.path, runtime="keras")  # the age network's Keras copy, batched across photos
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
