@@ -22,7 +22,8 @@ import numpy as np
 from .errors import DependencyError, PhototagError
 
 __all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
-           "face_recognition_api", "load_dlib", "find_gpu", "runtime_for_device", "DEVICES", "engine_threads"]
+           "face_recognition_api", "load_dlib", "dlib_model_file", "find_gpu", "runtime_for_device", "DEVICES",
+           "engine_threads"]
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -127,12 +128,26 @@ def face_recognition_api() -> Any:
     return api
 
 
+@functools.lru_cache(maxsize=1)
 def load_dlib() -> Any:
-    """dlib, loaded the way face_recognition loads it (its models' checks first)."""
-    face_recognition_api()
-    import dlib
-
+    """dlib itself, without face_recognition: importing that loads all four of its models, the 100 MB
+    68-point landmark model among them, which phototag never uses (each worker paid for it)."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise DependencyError(f"cannot load dlib: {exc} (pip install dlib-bin)") from exc
     return dlib
+
+
+def dlib_model_file(name: str) -> Path:
+    """One of dlib's model files in the installed face_recognition_models, found without importing it."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.origin:
+        raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.is_file():
+        raise DependencyError(f"{path}: missing (reinstall face-recognition-models)")
+    return path
 
 
 def find_gpu() -> str | None:

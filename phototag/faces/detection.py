@@ -7,15 +7,16 @@ stays instant.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .engine import CHIP_SIZE, DESCRIPTOR_SIZE, get_engine
-from ..runtime import face_recognition_api
+from ..runtime import load_dlib
 
-__all__ = ["Box", "detect", "verify", "describe", "face_engine", "use_engine", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
+__all__ = ["Box", "detect", "verify", "describe", "face_engine", "use_engine", "hog_detector", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
            "DEFAULT_MIN_SCORE"]
 
 @dataclass(frozen=True)
@@ -48,7 +49,10 @@ class Box:
         return [self.top, self.right, self.bottom, self.left]
 
 
-_api = face_recognition_api  # face_recognition, loaded once (runtime)
+@functools.lru_cache(maxsize=1)
+def hog_detector() -> Any:
+    """dlib's HOG face detector (face_recognition's `face_detector`), loaded once."""
+    return load_dlib().get_frontal_face_detector()
 
 
 # dlib's HOG detector scores its boxes; face_recognition keeps everything above 0. Weak HOG boxes are
@@ -159,7 +163,7 @@ def detect(image: np.ndarray, *, model: str = "auto", upsample: int = 0, min_siz
         cnn = _cnn_boxes(image, upsample if model == "cnn" else 0, None if whole else CNN_PIXELS)
     scored = cnn
     if model in ("hog", "auto"):
-        rects, scores, _kinds = _api().face_detector.run(image, upsample, min_score)
+        rects, scores, _kinds = hog_detector().run(image, upsample, min_score)
         hog = [(Box(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)), s)
                for r, s in zip(rects, scores)]
         hog = [(b, s) for b, s in hog if b.width > 0 and b.height > 0]  # before any overlap test

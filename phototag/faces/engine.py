@@ -15,7 +15,6 @@ dlib stays for the 5-point landmarks and the aligned chip (`phototag.faces`) and
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import sys
@@ -27,8 +26,8 @@ import numpy as np
 from . import mmod
 from .dlib_dat import Layer
 from ..errors import DependencyError, ModelError
-from ..runtime import (MODELS_DIR, Runner, engine_threads, face_recognition_api, file_sha256, import_keras,
-                       native_stderr_silenced)
+from ..runtime import (MODELS_DIR, Runner, dlib_model_file, engine_threads, face_recognition_api, file_sha256,
+                       import_keras, native_stderr_silenced)
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
            "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE", "CHIP_SIZE", "DESCRIPTOR_SIZE", "file_sha256"]
@@ -60,11 +59,7 @@ def source_files(folder: Path | None = None) -> dict[str, Path]:
     importing it)."""
     if folder is not None:
         return {key: Path(folder) / name for key, name in _SOURCES.items()}
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.origin:
-        raise DependencyError("face_recognition_models is not installed (pip install face-recognition-models)")
-    models = Path(spec.origin).parent / "models"
-    return {key: models / name for key, name in _SOURCES.items()}
+    return {key: dlib_model_file(name) for key, name in _SOURCES.items()}
 
 
 def detector_options_dict(layers: list[Layer]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from .. import faces
-from ..runtime import face_recognition_api
 from ..errors import PhotoError
 from ..tags.exif import content_hash
 from .decode import CROP_FACE_PX, decode, load_face_regions, pixel_budget
@@ -141,8 +140,7 @@ def warm_worker(engine: str | None = None) -> None:
     if engine == "keras":  # the workers share one GPU: each takes memory as it needs it, not 75 % of it
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     faces.use_engine(engine)
-    face_recognition_api()
-    faces.face_engine()
+    faces.warm()
 
 
 def sha256_file(path: str) -> str:
