@@ -23,7 +23,7 @@ from .errors import DependencyError, PhototagError
 
 __all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
            "face_recognition_api", "load_dlib", "dlib_model_file", "find_gpu", "runtime_for_device", "DEVICES",
-           "engine_threads"]
+           "engine_threads", "pad_batch", "keep_jax_compiles"]
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -77,6 +77,31 @@ def engine_threads() -> int:
     """Threads a network may use: PHOTOTAG_ENGINE_THREADS (a scan's worker or Ray actor sets 1), else
     every core."""
     return int(os.environ.get("PHOTOTAG_ENGINE_THREADS") or 0) or os.cpu_count() or 1
+
+
+def pad_batch(x: np.ndarray, cap: int) -> np.ndarray:
+    """`x` with zero rows added, up to a power of two (at most `cap`) or a multiple of `cap`.
+
+    Under JAX a network compiles once per input shape (seconds on a GPU, in every process); batches of
+    a few sizes compile a few times, not once per count of faces. Callers keep the first len(x) rows."""
+    n = len(x)
+    size = 1 << max(0, (n - 1).bit_length()) if n <= cap else -(-n // cap) * cap
+    size = min(size, cap) if n <= cap else size
+    if size == n:
+        return x
+    return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+
+
+@functools.lru_cache(maxsize=1)
+def keep_jax_compiles() -> None:
+    """JAX keeps what it compiles in phototag's cache folder: a scan's workers share one compile of
+    each shape, and the next scan compiles nothing."""
+    import jax
+    import platformdirs
+
+    jax.config.update("jax_compilation_cache_dir", str(Path(platformdirs.user_cache_dir("phototag")) / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def file_sha256(path: Path) -> str:
@@ -173,14 +198,15 @@ def find_gpu() -> str | None:
 
 
 def runtime_for_device(device: str) -> str:
-    """'litert' (the CPU) or 'keras' (a GPU) for `--device`: auto takes a GPU where Keras sees one."""
+    """'litert' (the CPU) or 'keras' (a GPU) for `--device`. auto is the CPU for now: a whole scan on an
+    H200 ran at 0.53x-0.64x the speed of the same machine's 16 cores (bench/results/gpu.json), because
+    each worker runs the networks per photo; auto will take the GPU once a GPU scan is the faster."""
     if device not in DEVICES:
         raise PhototagError(f"unknown device {device!r}: use auto, cpu or gpu")
-    if device == "cpu":
+    if device != "gpu":
         return "litert"
-    gpu = find_gpu()
-    if gpu is None and device == "gpu":
+    if find_gpu() is None:
         raise DependencyError("--device gpu: no GPU that Keras can use (an NVIDIA GPU, and Keras with JAX or "
                               "TensorFlow built for CUDA: uv sync --extra train, or pip install 'jax[cuda12]' "
                               "keras); --device cpu runs everything on the CPU")
-    return "keras" if gpu else "litert"
+    return "keras"

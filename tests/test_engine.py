@@ -17,6 +17,7 @@ from PIL import Image
 from phototag import faces
 
 from phototag.faces import engine
+from phototag.runtime import pad_batch
 
 from phototag.faces import mmod
 from phototag.faces.dlib_dat import read_dat
@@ -147,6 +148,16 @@ def test_the_keras_engine_equals_dlib(astronaut, reference):
     chips = _chips(astronaut)[:2]
     assert np.linalg.norm(keras_engine.describe(chips) - reference.describe(chips), axis=1).max() < 1e-3
     _same_detections(keras_engine.detect([astronaut])[0], reference.detect([astronaut])[0])
+    # three chips run padded to a batch of four (JAX compiles once per shape): the padding changes nothing
+    three = keras_engine.describe(chips[:1] * 3)
+    assert three.shape == (3, 128) and np.abs(three - keras_engine.describe(chips[:1])).max() < 1e-5
+
+
+def test_batches_are_padded_to_a_few_sizes():
+    sizes = {n: len(pad_batch(np.ones((n, 2), np.float32), 64)) for n in (1, 2, 3, 5, 33, 64, 65, 130)}
+    assert sizes == {1: 1, 2: 2, 3: 4, 5: 8, 33: 64, 64: 64, 65: 128, 130: 192}
+    padded = pad_batch(np.ones((3, 2), np.float32), 64)
+    assert padded[:3].tolist() == [[1, 1]] * 3 and not padded[3:].any()
 
 
 def test_the_converted_files_are_found_checked_and_used():

@@ -23,7 +23,8 @@ import numpy as np
 from .. import faces
 from ..errors import DependencyError, ModelError
 from .groups import POINTS, correct_prior
-from ..runtime import MODELS_DIR, Runner, engine_threads, file_sha256, import_keras, native_stderr_silenced
+from ..runtime import (MODELS_DIR, Runner, engine_threads, file_sha256, import_keras, keep_jax_compiles,
+                       native_stderr_silenced, pad_batch)
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
@@ -106,6 +107,7 @@ class AgeModel:
 
                 # TF32 matmuls on a GPU would move the ages; the card's figures hold at full precision.
                 jax.config.update("jax_default_matmul_precision", "highest")
+                keep_jax_compiles()
             try:
                 self._keras_model = keras.saving.load_model(weights, compile=False)
             except Exception as exc:  # noqa: BLE001 - any load failure is one clear error
@@ -144,7 +146,8 @@ class AgeModel:
             traced = tf.function(lambda x: head(x, training=False), reduce_retracing=True)
             self._runner, self.runtime = (lambda x: traced(tf.constant(x))), "tf.function"
         else:
-            self._runner, self.runtime = (lambda x: head(x, training=False)), "keras"
+            # compiled once per batch shape (pad_batch keeps them few), not run layer by layer
+            self._runner, self.runtime = head.predict_on_batch, "keras"
         return self._runner
 
     def _check_keras_copy(self, weights: Path) -> None:
@@ -174,13 +177,15 @@ class AgeModel:
         run = self._predictor()
         dists, females = [], []
         for i in range(0, len(x), batch_size):
-            out = run(x[i : i + batch_size])
+            chunk = x[i : i + batch_size]
+            n = len(chunk)
+            out = run(pad_batch(chunk, batch_size) if self.runtime == "keras" else chunk)  # JAX: few shapes
             if isinstance(out, dict):
-                dists.append(np.asarray(out["age"]))
+                dists.append(np.asarray(out["age"])[:n])
                 if "gender" in out:
-                    females.append(np.asarray(out["gender"]).reshape(-1))
+                    females.append(np.asarray(out["gender"]).reshape(-1)[:n])
             else:
-                dists.append(np.asarray(out))
+                dists.append(np.asarray(out)[:n])
         dist = np.concatenate(dists).astype(np.float32)
         dist /= dist.sum(axis=1, keepdims=True)
         return Prediction(dist, np.concatenate(females) if females else None)

@@ -68,6 +68,19 @@ def _pad_add_layer() -> Any:
     return _PadAdd
 
 
+def _mask_layer() -> Any:
+    keras = _keras()
+
+    class _Mask(keras.layers.Layer):
+        """Zeroes what lies outside a tensor's real extent, so a tensor padded to a common shape gives
+        the padded convolutions dlib's zero border: the same scores as the tensor alone."""
+
+        def call(self, x, mask):  # noqa: D102
+            return x * mask
+
+    return _Mask
+
+
 def _conv(keras: Any, layer: Layer, name: str) -> Any:
     (kh, kw), (sy, sx), (py, px) = layer.params["size"], layer.params["stride"], layer.params["padding"]
     if (py, px) == (0, 0):
@@ -93,11 +106,12 @@ def _pool(keras: Any, layer: Layer, name: str) -> Any:
     return cls((kh, kw), strides=(sy, sx), padding="valid", name=name)
 
 
-def _build(layers: list[Layer], input_shape: tuple[Any, ...], name: str) -> Any:
+def _build(layers: list[Layer], input_shape: tuple[Any, ...], name: str, masked: bool = False) -> Any:
     keras = _keras()
-    PadAdd = _pad_add_layer()
+    PadAdd, Mask = _pad_add_layer(), _mask_layer()
     body = [layer for layer in fold_affine(layers) if layer.kind not in ("input", "loss")]
     inputs = keras.Input(shape=input_shape, name="tensor")
+    mask = keras.Input(shape=(None, None, 1), name="mask") if masked else None
     x = inputs
     block_input = x  # dlib's tag1: the input of the current residual block
     pooled_input = None  # skip1 + avg_pool: the block's input, pooled, when the block downsamples
@@ -108,7 +122,10 @@ def _build(layers: list[Layer], input_shape: tuple[Any, ...], name: str) -> Any:
         if layer.kind == "con":
             if prev in ("relu", "max_pool") and not in_block:
                 block_input, pooled_input, in_block = x, None, True
-            x = _conv(keras, layer, lname)(x)
+            conv = _conv(keras, layer, lname)
+            if mask is not None and conv.padding == "same":
+                x = Mask(name=f"mask{i}")(x, mask)
+            x = conv(x)
         elif layer.kind == "relu":
             x = keras.layers.ReLU(name=lname)(x)
         elif layer.kind in ("max_pool", "avg_pool"):
@@ -130,7 +147,7 @@ def _build(layers: list[Layer], input_shape: tuple[Any, ...], name: str) -> Any:
         prev = layer.kind
     if in_block and any(layer.kind == "add_prev" for layer in body):
         raise ValueError("a residual block without its add_prev")
-    return keras.Model(inputs, x, name=name)
+    return keras.Model([inputs, mask] if mask is not None else inputs, x, name=name)
 
 
 def build_descriptor(layers: list[Layer]) -> Any:
@@ -139,6 +156,8 @@ def build_descriptor(layers: list[Layer]) -> Any:
     return _build(layers, (nr, nc, 3), "dlib_face_descriptor")
 
 
-def build_detector(layers: list[Layer]) -> Any:
-    """mmod_human_face_detector: a tiled image pyramid in, one score map out (any size)."""
-    return _build(layers, (None, None, 3), "dlib_mmod_face_detector")
+def build_detector(layers: list[Layer], masked: bool = False) -> Any:
+    """mmod_human_face_detector: a tiled image pyramid in, one score map out (any size). `masked`: a
+    second input, 1 over the output's real extent and 0 beyond, for tensors padded to a common shape
+    (every padded convolution of this network works at the output's size, after the strided ones)."""
+    return _build(layers, (None, None, 3), "dlib_mmod_face_detector", masked)
