@@ -111,3 +111,16 @@ def test_device_gpu_with_ray_and_an_unknown_device_are_refused(tmp_path, astrona
         assert r.stderr == ("Error: --device gpu and --ray together are not supported yet: Ray's actors run "
                             "LiteRT on CPUs\n")
     assert not (tmp_path / "i.db").exists()
+
+
+def test_device_auto_is_the_cpu_and_never_probes_for_a_gpu(monkeypatch):
+    """A GPU scan measured slower than the CPU's (bench/results/gpu.json): auto stays on the CPU."""
+    import phototag.runtime as rt
+
+    def probe():
+        raise AssertionError("probed for a GPU")
+
+    monkeypatch.setattr(rt, "find_gpu", probe)
+    assert rt.runtime_for_device("auto") == "litert" and rt.runtime_for_device("cpu") == "litert"
+    with pytest.raises(AssertionError, match="probed for a GPU"):
+        rt.runtime_for_device("gpu")

@@ -47,9 +47,9 @@ def scan(
                                       help="Analyse the photos on a Ray cluster: local (start one on this machine), "
                                            "auto (the cluster this machine has joined) or its address "
                                            "(ray://head:10001). Needs the cluster extra; see docs/cluster.md."),
-    device: str = typer.Option("auto", help="Where the networks run: cpu (LiteRT), gpu (Keras on JAX or TensorFlow, "
-                                            "batched; see docs/cluster.md) or auto (a GPU where Keras sees one; "
-                                            "always the CPU with --ray)."),
+    device: str = typer.Option("auto", help="Where the networks run: cpu (LiteRT), gpu (Keras on JAX or TensorFlow; "
+                                            "slower than the CPU for now, see docs/cluster.md) or auto (the CPU, "
+                                            "until a GPU scan is the faster)."),
     batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
     follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
