@@ -205,7 +205,8 @@ PAD_STEP = 128
 
 
 class KerasEngine:
-    """The networks in Keras, built from dlib's .dat files at start (0.1 s): for a GPU under JAX or TF.
+    """The networks in Keras, built from dlib's .dat files at start (0.4 s under TensorFlow, 7-10 s
+    under JAX, which traces every layer): for a GPU under JAX or TF.
 
     `sources` names the two .dat files where face_recognition_models is not installed (a GPU machine
     that has Keras but not dlib); the default is that package's."""
