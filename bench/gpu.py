@@ -7,7 +7,8 @@ Each scan is `python -m phototag scan` as a user runs it (start-up included: the
 JAX's compiling), with tags written into the photos, on its own fresh copy of the library and into its
 own fresh index. It reports photos and faces per second for each device, their ratio, and whether
 the two indexes hold the same faces (same boxes), ages within 1e-3 years and the same people up to
-their ids. `--workers` adds GPU scans with fewer worker processes sharing the GPU.
+their ids. `--workers` adds GPU scans with fewer worker processes sharing the GPU; `--detector cnn`
+scans without HOG. On the `device` tool's GPU machine: bench/device/ (docs/cluster.md says how).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from bench.cluster import compare
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _scan(library: Path, db: Path, device: str, workers: int, log: Path) -> dict:
+def _scan(library: Path, db: Path, device: str, workers: int, log: Path, detector: str | None) -> dict:
     """One timed scan of a fresh copy of `library`."""
     with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
         copy = Path(tmp).resolve() / "library"
         shutil.copytree(library, copy)
         cmd = [sys.executable, "-m", "phototag", "scan", str(copy), "--db", str(db), "-q", "--device", device,
-               "--workers", str(workers)]
+               "--workers", str(workers)] + (["--detector", detector] if detector else [])
         start = time.perf_counter()
         with open(log, "a") as err:
             done = subprocess.run(cmd, cwd=ROOT, stderr=err, stdout=err)
@@ -48,7 +49,7 @@ def _scan(library: Path, db: Path, device: str, workers: int, log: Path) -> dict
     con.commit()
     photos, faces = con.execute("SELECT (SELECT count(*) FROM photos), (SELECT count(*) FROM faces)").fetchone()
     con.close()
-    return {"device": device, "workers": workers, "seconds": seconds, "photos": photos, "faces": faces,
+    return {"device": device, "workers": workers, "detector": detector or "auto", "seconds": seconds, "photos": photos, "faces": faces,
             "photos_per_second": photos / seconds, "faces_per_second": faces / seconds}
 
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", type=Path, required=True)
     ap.add_argument("--devices", default="gpu,cpu", help="Devices to scan with, in this order (default gpu,cpu).")
     ap.add_argument("--workers", default="", help="Also scan on the GPU with these worker counts (as 8,4).")
+    ap.add_argument("--detector", help="scan --detector for every scan (default: the scan's own, auto)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = ap.parse_args(argv)
     args.library = args.library.resolve()
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [(d, cores) for d in args.devices.split(",")] + [("gpu", int(w)) for w in args.workers.split(",") if w]
         for device, workers in runs:
             db = Path(tmp) / f"{device}-{workers}.db"
-            scan = _scan(args.library, db, device, workers, log)
+            scan = _scan(args.library, db, device, workers, log, args.detector)
             dbs.setdefault(device, db)
             result["scans"].append(scan)
             print(f"{device}, {workers} workers: {scan['photos_per_second']:.1f} photos/s, "
