@@ -7,8 +7,9 @@ Each scan is `python -m phototag scan` as a user runs it (start-up included: the
 JAX's compiling), with tags written into the photos, on its own fresh copy of the library and into its
 own fresh index. It reports photos and faces per second for each device, their ratio, and whether
 the two indexes hold the same faces (same boxes), ages within 1e-3 years and the same people up to
-their ids. `--workers` adds GPU scans with fewer worker processes sharing the GPU; `--detector cnn`
-scans without HOG. On the `device` tool's GPU machine: bench/device/ (docs/cluster.md says how).
+their ids, and how busy the GPU was (nvidia-smi, once a second). `--workers` adds GPU scans with
+fewer worker processes sharing the GPU; `--detector cnn` scans without HOG. On the `device` tool's
+GPU machine: bench/device/ (docs/cluster.md says how).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,8 +39,9 @@ def _scan(library: Path, db: Path, device: str, workers: int, log: Path, detecto
         shutil.copytree(library, copy)
         cmd = [sys.executable, "-m", "phototag", "scan", str(copy), "--db", str(db), "-q", "--device", device,
                "--workers", str(workers)] + (["--detector", detector] if detector else [])
+        busy = _GpuBusy()
         start = time.perf_counter()
-        with open(log, "a") as err:
+        with open(log, "a") as err, busy:
             done = subprocess.run(cmd, cwd=ROOT, stderr=err, stdout=err)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
@@ -49,8 +52,41 @@ def _scan(library: Path, db: Path, device: str, workers: int, log: Path, detecto
     con.commit()
     photos, faces = con.execute("SELECT (SELECT count(*) FROM photos), (SELECT count(*) FROM faces)").fetchone()
     con.close()
-    return {"device": device, "workers": workers, "detector": detector or "auto", "seconds": seconds, "photos": photos, "faces": faces,
-            "photos_per_second": photos / seconds, "faces_per_second": faces / seconds}
+    return {"device": device, "workers": workers, "detector": detector or "auto", "seconds": seconds,
+            "photos": photos, "faces": faces, "photos_per_second": photos / seconds,
+            "faces_per_second": faces / seconds, "gpu_busy_percent": busy.summary()}
+
+
+class _GpuBusy:
+    """nvidia-smi's GPU utilisation, read once a second while a scan runs (None without nvidia-smi)."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> "_GpuBusy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _read(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5)
+                self.samples.append(int(out.stdout.split()[0]))
+            except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+                return
+
+    def summary(self) -> dict | None:
+        if not self.samples:
+            return None
+        return {"mean": round(sum(self.samples) / len(self.samples), 1), "max": max(self.samples),
+                "samples": len(self.samples)}
 
 
 def _gpu_name() -> str | None:
