@@ -1,14 +1,19 @@
 """`scan --device`: the networks under Keras (a GPU's runtime) give LiteRT's faces and ages.
 
-Run here on the CPU (Keras on TensorFlow, the train extra): the Keras graph is the one a GPU runs. A
-machine with no GPU answers `--device gpu` with one Error line, and auto falls back to the CPU.
+Run here on the CPU, under Keras on TensorFlow and on JAX (both in the train extra): the Keras graph is
+the one a GPU runs, and JAX is what ran it on the GPU measured. A machine with no GPU answers
+`--device gpu` with one Error line; auto is the CPU.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,7 +27,7 @@ from phototag.runtime import MODELS_DIR, find_gpu, runtime_for_device
 from phototag.scan.pipeline import ScanOptions, scan
 from phototag.store.index import Index
 
-from .conftest import ASTRONAUT_BOX_SCAN, group_photo, save_jpeg
+from .conftest import ASTRONAUT_BOX_SCAN, ROOT, group_photo, save_jpeg
 from .people_photos import make_family
 
 needs_keras = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None and importlib.util.find_spec("jax") is None,
@@ -71,19 +76,56 @@ def test_a_scan_on_the_keras_runtime_finds_litert_faces_and_ages(tmp_path, astro
         with Index(tmp_path / f"{runtime}.db") as ix:
             s = scan([lib], ix, model, options=ScanOptions(workers=1, runtime=runtime))
         assert s.exit_code == 0 and s.faces == 11, s.line()
-    rows = {}
-    for runtime in ("litert", "keras"):
-        con = sqlite3.connect(tmp_path / f"{runtime}.db")
-        rows[runtime] = {(p, i): (t, r, b, l, age) for p, i, t, r, b, l, age in con.execute(
+    _same_faces_and_ages(tmp_path / "litert.db", tmp_path / "keras.db")
+    assert faces.face_engine().name != "keras"  # the in-process engine was put back
+
+
+def _same_faces_and_ages(a_db, b_db) -> None:
+    rows = []
+    for db in (a_db, b_db):
+        con = sqlite3.connect(db)
+        rows.append({(p, i): (t, r, b, l, age) for p, i, t, r, b, l, age in con.execute(
             "SELECT p.path, f.idx, f.top, f.right, f.bottom, f.left, f.age_photo FROM faces f "
-            "JOIN photos p ON p.id = f.photo_id")}
+            "JOIN photos p ON p.id = f.photo_id")})
         con.close()
-    assert rows["litert"].keys() == rows["keras"].keys()
-    for key, a in rows["litert"].items():
-        b = rows["keras"][key]
+    assert rows[0] and rows[0].keys() == rows[1].keys()
+    for key, a in rows[0].items():
+        b = rows[1][key]
         assert a[:4] == b[:4], key
         assert abs(a[4] - b[4]) <= 1e-3, key
-    assert faces.face_engine().name != "keras"  # the in-process engine was put back
+
+
+_JAX_SCAN = """
+import json, sys
+from pathlib import Path
+from phototag.ages.model import load_model
+from phototag.scan.pipeline import ScanOptions, scan
+from phototag.store.index import Index
+import keras
+with Index(Path(sys.argv[2])) as ix:
+    s = scan([Path(sys.argv[1])], ix, load_model(runtime="keras"), options=ScanOptions(workers=1, runtime="keras"))
+print(json.dumps({"backend": keras.backend.backend(), "faces": s.faces, "exit": s.exit_code}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is in the train extra (uv sync --extra train)")
+@pytest.mark.slow
+def test_the_gpu_runtime_under_jax_finds_litert_faces_and_ages(tmp_path, astronaut):
+    """What `--device gpu` runs on a GPU, run here on the CPU: Keras on JAX, the detector's padded and
+    masked tensors, padded batches, and JAX's compiles kept in phototag's cache folder."""
+    lib = make_family(tmp_path / "lib", astronaut)
+    save_jpeg(lib / "group.jpg", group_photo(astronaut, 3))
+    with Index(tmp_path / "litert.db") as ix:
+        assert scan([lib], ix, load_model(), options=ScanOptions(workers=1)).faces == 11
+    script = tmp_path / "jax_scan.py"
+    script.write_text(_JAX_SCAN)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(script), str(lib), str(tmp_path / "jax.db")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"backend": "jax", "faces": 11, "exit": 0}
+    _same_faces_and_ages(tmp_path / "litert.db", tmp_path / "jax.db")
+    assert any((tmp_path / "cache" / "phototag" / "jax").iterdir())  # the compiles were kept
 
 
 @pytest.mark.skipif(find_gpu() is not None, reason="this machine has a GPU")
