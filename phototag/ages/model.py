@@ -23,8 +23,8 @@ import numpy as np
 from .. import faces
 from ..errors import DependencyError, ModelError
 from .groups import POINTS, correct_prior
-from ..runtime import (MODELS_DIR, Runner, engine_threads, file_sha256, import_keras, keep_jax_compiles,
-                       native_stderr_silenced, pad_batch)
+from ..runtime import (MODELS_DIR, Runner, engine_threads, file_sha256, import_keras, native_stderr_silenced,
+                       pad_batch, ready_for_inference)
 
 __all__ = ["AgeModel", "Prediction", "load_model", "default_model_path", "import_keras", "MODELS_DIR", "DEFAULT_MODEL"]
 
@@ -102,12 +102,7 @@ class AgeModel:
             weights = self.path.with_suffix(".keras")
             if self.input_kind == "chip":
                 self._check_keras_copy(weights)
-            if keras.backend.backend() == "jax":
-                import jax
-
-                # TF32 matmuls on a GPU would move the ages; the card's figures hold at full precision.
-                jax.config.update("jax_default_matmul_precision", "highest")
-                keep_jax_compiles()
+            ready_for_inference(keras)  # on JAX: the card's figures hold at full precision
             try:
                 self._keras_model = keras.saving.load_model(weights, compile=False)
             except Exception as exc:  # noqa: BLE001 - any load failure is one clear error

@@ -16,8 +16,8 @@ import numpy as np
 from .engine import CHIP_SIZE, DESCRIPTOR_SIZE, get_engine
 from ..runtime import load_dlib
 
-__all__ = ["Box", "detect", "verify", "describe", "face_engine", "use_engine", "hog_detector", "CHIP_SIZE", "DESCRIPTOR_SIZE", "DETECTORS",
-           "DEFAULT_MIN_SCORE"]
+__all__ = ["Box", "detect", "verify", "describe", "face_engine", "use_engine", "hog_detector", "CHIP_SIZE",
+           "DESCRIPTOR_SIZE", "DETECTORS", "DEFAULT_MIN_SCORE"]
 
 @dataclass(frozen=True)
 class Box:

@@ -27,7 +27,7 @@ from . import mmod
 from .dlib_dat import Layer
 from ..errors import DependencyError, ModelError
 from ..runtime import (MODELS_DIR, Runner, dlib_model_file, engine_threads, face_recognition_api, file_sha256,
-                       import_keras, keep_jax_compiles, native_stderr_silenced, pad_batch)
+                       import_keras, native_stderr_silenced, pad_batch, ready_for_inference)
 
 __all__ = ["Engine", "LiteRTEngine", "KerasEngine", "DlibEngine", "get_engine", "source_files", "load_card",
            "CARD_FILE", "DESCRIPTOR_FILE", "DETECTOR_FILE", "CHIP_SIZE", "DESCRIPTOR_SIZE", "file_sha256"]
@@ -116,6 +116,12 @@ def _detect_one(image: np.ndarray, upsample: int, threshold: float, options: mmo
 BAND_ROWS = 96
 
 
+def _outputs(rows: int, options: mmod.Options) -> int:
+    """Output rows (or columns) of the network for this many input rows: the strided convolutions
+    give one per `scale` rows, once `min_input` rows are there."""
+    return (rows - options.min_input) // options.scale + 1
+
+
 def _run_in_bands(tensor: np.ndarray, options: mmod.Options, run: Any) -> np.ndarray:
     """The network's score map for the whole tiled image, computed band by band with the same result.
 
@@ -123,7 +129,7 @@ def _run_in_bands(tensor: np.ndarray, options: mmod.Options, run: Any) -> np.nda
     convolutions; the padded ones after them reach `margin` rows further. A band starts on a
     multiple of `scale`, computes `margin` extra rows on each side, and keeps its middle."""
     s, support, margin = options.scale, options.min_input, options.margin
-    total = (tensor.shape[0] - support) // s + 1
+    total = _outputs(tensor.shape[0], options)
     if total <= BAND_ROWS + 2 * margin:
         return run(tensor)
     parts = []
@@ -218,13 +224,7 @@ class KerasEngine:
         from .dlib_nets import build_descriptor, build_detector
 
         sources = sources or source_files()
-        if import_keras().backend.backend() == "jax":
-            import jax
-
-            # On a GPU JAX's default float32 matmuls use TF32, which moved descriptors by up to 8.5e-4
-            # on an H200; the identity descriptor must stay dlib's (1.3e-6 at full precision).
-            jax.config.update("jax_default_matmul_precision", "highest")
-            keep_jax_compiles()
+        ready_for_inference(import_keras())  # on JAX: the descriptors stay dlib's
         desc, det = read_dat(sources["descriptor"]), read_dat(sources["detector"])
         self.options = _options(detector_options_dict(det))
         self.mean = desc[0].params["mean_rgb"]
@@ -248,8 +248,8 @@ class KerasEngine:
         hp, wp = -(-h // PAD_STEP) * PAD_STEP, -(-w // PAD_STEP) * PAD_STEP
         x = np.zeros((1, hp, wp, 3), np.float32)
         x[0, :h, :w] = tensor
-        oh, ow = (h - o.min_input) // o.scale + 1, (w - o.min_input) // o.scale + 1
-        mask = np.zeros((1, (hp - o.min_input) // o.scale + 1, (wp - o.min_input) // o.scale + 1, 1), np.float32)
+        oh, ow = _outputs(h, o), _outputs(w, o)
+        mask = np.zeros((1, _outputs(hp, o), _outputs(wp, o), 1), np.float32)
         mask[0, :oh, :ow] = 1.0
         return np.asarray(self._detector.predict_on_batch([x, mask]))[0, :oh, :ow, 0]
 
