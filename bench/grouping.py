@@ -2,14 +2,22 @@
 it is then measured on, and that set's figure is the held-out one.
 
     python -m bench.grouping --fgnet ../shared/datasets/fgnet-dev --adience ../shared/datasets/adience-dev \
-        [--fgnet-db FG.db --adience-db AD.db] [--out bench/results]
+        --fgnet-crossval RUN/fgnet-crossval.npz [--fgnet-db FG.db --adience-db AD.db] [--out bench/results]
 
 Sets: fgnet-dev (41 people across decades), adience-dev (one family album), and two composites made
 from them: `fgnet-children` (every fgnet-dev face aged 2 to 12: forty children, as in a class album)
 and `both` (the two as one library). A composite made from a set is never used to choose a
-parameter that set is then measured with. Levers measured on every set, at every threshold: the
-descriptor as the scan computes it, averaged with the descriptor of the chip's mirror image, and the
-linkage taken only over faces photographed within a window of years of each other.
+parameter that set is then measured with. A setting is two thresholds: one for pairs of groups that
+both hold a child's face, one for every other pair (one threshold is the setting where they are
+equal). Levers measured on every set, at every setting: the descriptor as the scan computes it,
+averaged with the descriptor of the chip's mirror image, and the linkage taken only over faces
+photographed within a window of years of each other.
+
+The shipped age network learned from fgnet-dev's faces, so the age distributions a scan stores for
+them are in-sample (median off by 1.3 years where a new face is off by 3.4), and the birth-date rule
+would separate fgnet-dev's people better than a new family's. `--fgnet-crossval` replaces them by
+the distributions of the fold networks that never saw the person (`training.finetune --no-final`),
+with the card's output rules applied, as a scan would apply them.
 BCubed precision and recall, over the one labelled face of each photo. Writes grouping.json and .md.
 """
 
@@ -29,10 +37,14 @@ import numpy as np
 
 from bench.people import YEAR, _scan, adience_labels, bcubed
 
-THRESHOLDS = [0.46, 0.48, 0.50, 0.52, 0.54, 0.55, 0.56, 0.58, 0.60]
-# precision first: a threshold is eligible only where every choosing set keeps this (the issue's two
-# floors: 0.95 for fgnet-dev, 0.98 for adience-dev; each is tried as the one rule for every set)
-MIN_PRECISIONS = (0.95, 0.98)
+THRESHOLDS = [0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.55, 0.56, 0.58, 0.60, 0.62]
+# (children's threshold, everyone else's): one threshold is the diagonal
+SETTINGS = [(c, t) for t in THRESHOLDS for c in THRESHOLDS if c <= t]
+# Precision first: a setting is eligible only where every choosing set keeps its floor. Issue 24's
+# targets give fgnet-dev 0.95 and adience-dev 0.98; the composites keep their source's. The uniform
+# floors are the rules this bench used before, kept for comparison.
+FLOORS = {"each set's target": {"fgnet-dev": 0.95, "adience-dev": 0.98, "fgnet-children": 0.95, "both": 0.95},
+          "0.95 everywhere": 0.95, "0.98 everywhere": 0.98}
 
 
 def _load(db: Path) -> tuple[list[tuple], dict[str, np.ndarray]]:
@@ -62,9 +74,28 @@ def _mirrored(rows: list[tuple]) -> np.ndarray:
     return np.asarray(faces.describe(chips), np.float64)
 
 
-def fgnet_set(db: Path, folder: Path) -> dict[str, Any]:
+def crossval_distributions(path: Path, card: Path) -> dict[str, np.ndarray]:
+    """File name -> the age distribution a fold network that never saw the person gives the face, after
+    the card's output rules (its mirror average and its prior), as a scan stores it."""
+    from phototag.ages.groups import correct_prior
+
+    rules = json.loads(card.read_text())["outputs"]["age"]
+    z = np.load(path)
+    d = z["distributions"].astype(np.float64)
+    if rules.get("mirror") == "average":
+        d = (d + z["distributions_mirrored"]) / 2
+    if prior := rules.get("prior"):
+        d = correct_prior(d, np.asarray(prior["frequency"]), float(prior["power"]))
+    return {str(k).rsplit("/", 1)[-1]: d[i].astype(np.float32) for i, k in enumerate(z["keys"])}
+
+
+def fgnet_set(db: Path, folder: Path, crossval: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     births = {r["subject"]: dt.date.fromisoformat(r["birth_date"]) for r in csv.DictReader(open(folder / "births.csv"))}
     rows, a = _load(db)
+    if crossval is not None:  # the labelled faces only: the others are not scored
+        for i, r in enumerate(rows):
+            if r[6] == 0 and Path(r[5]).name in crossval:
+                a["ages"][i] = crossval[Path(r[5]).name]
     subject = [Path(r[5]).name[:3] if r[6] == 0 else None for r in rows]
     a["truth"] = np.array([s or "" for s in subject])
     a["true_age"] = np.array([(dt.date.fromisoformat(r[4][:10]) - births[Path(r[5]).name[:3]]).days / YEAR
@@ -129,7 +160,7 @@ def _windowed_groups(window_days: float) -> type:
     return Windowed
 
 
-def score(s: dict[str, np.ndarray], threshold: float, mirror: bool, window_years: float | None = None
+def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, window_years: float | None = None
           ) -> tuple[float, float]:
     from phototag.people import grouping
 
@@ -137,63 +168,86 @@ def score(s: dict[str, np.ndarray], threshold: float, mirror: bool, window_years
     real = grouping._Groups
     if window_years is not None:
         grouping._Groups = _windowed_groups(window_years * YEAR)
+    options = replace(grouping.GroupingOptions(), child_threshold=setting[0], threshold=setting[1])
     try:
-        labels = grouping.group_faces(x, s["photos"], s["days"], ages=s["ages"],
-                                      options=replace(grouping.GroupingOptions(), threshold=threshold))
+        labels = grouping.group_faces(x, s["photos"], s["days"], ages=s["ages"], options=options)
     finally:
         grouping._Groups = real
     sel = s["truth"] != ""
     return bcubed(labels[sel].tolist(), s["truth"][sel].tolist())
 
 
-def choose(table: dict[str, dict[float, tuple[float, float]]], sets: list[str], floor: float) -> float:
-    """The threshold with the best worst recall over `sets` among those where each keeps precision
-    `floor` (the lowest threshold if none does: precision first)."""
-    ok = [t for t in THRESHOLDS if all(table[s][t][0] >= floor for s in sets)]
+def _floor(rule: dict[str, float] | float, name: str) -> float:
+    return rule[name] if isinstance(rule, dict) else rule
+
+
+def choose(table: dict[str, dict[tuple[float, float], tuple[float, float]]], settings: list[tuple[float, float]],
+           sets: list[str], rule: dict[str, float] | float) -> tuple[float, float]:
+    """The setting with the best worst recall over `sets` among those where each keeps its precision
+    floor (the strictest setting if none does: precision first); ties go to the stricter thresholds."""
+    ok = [t for t in settings if all(table[s][t][0] >= _floor(rule, s) for s in sets)]
     if not ok:
-        return THRESHOLDS[0]
-    return max(ok, key=lambda t: (min(table[s][t][1] for s in sets), -t))
+        return min(settings)
+    return max(ok, key=lambda t: (min(table[s][t][1] for s in sets), -t[1], -t[0]))
 
 
-# (name, mirror-averaged, window in years for the windowed linkage or None)
-LEVERS = [("descriptor", False, None), ("mirror-averaged descriptor", True, None),
-          ("windowed linkage, 3 years", False, 3.0), ("windowed linkage, 6 years", False, 6.0),
-          ("windowed linkage, 10 years", False, 10.0)]
+# (name, mirror-averaged, window in years for the windowed linkage or None, one threshold only)
+LEVERS = [("one threshold", False, None, True), ("a children's threshold", False, None, False),
+          ("mirror-averaged descriptor, one threshold", True, None, True),
+          ("mirror-averaged descriptor, a children's threshold", True, None, False),
+          ("windowed linkage, 6 years, one threshold", False, 6.0, True),
+          ("windowed linkage, 6 years, a children's threshold", False, 6.0, False)]
 
-# each real set, and the sets (never made from it) that choose its parameters
-HELD_OUT = {"fgnet-dev": ["adience-dev"], "adience-dev": ["fgnet-dev", "fgnet-children"]}
+# each real set, and the sets (never made from it) that choose its parameters; "shipped" chooses on all
+# three, which is how the default is set: its figures are not held out
+HELD_OUT = {"fgnet-dev": ["adience-dev"], "adience-dev": ["fgnet-dev", "fgnet-children"],
+            "shipped": ["fgnet-dev", "adience-dev", "fgnet-children"]}
+
+
+def _key(setting: tuple[float, float]) -> str:
+    return f"{setting[0]}/{setting[1]}"
 
 
 def run(sets: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
     out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": []}
-    for lever, mirror, window in LEVERS:
-        table = {name: {t: score(s, t, mirror, window) for t in THRESHOLDS} for name, s in sets.items()}
-        out["levers"][lever] = {name: {str(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}
+    for lever, mirror, window, diagonal in LEVERS:
+        settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
+        table = {name: {t: score(s, t, mirror, window) for t in settings} for name, s in sets.items()}
+        out["levers"][lever] = {name: {_key(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}
                                 for name, rows in table.items()}
-        for floor in MIN_PRECISIONS:
+        for rule_name, rule in FLOORS.items():
             for held, choosers in HELD_OUT.items():
-                t = choose(table, choosers, floor)
-                p, r = table[held][t]
-                out["held_out"].append({"lever": lever, "floor": floor, "held_out": held, "chosen_on": choosers,
-                                        "threshold": t, "precision": round(p, 4), "recall": round(r, 4)})
+                t = choose(table, settings, choosers, rule)
+                row = {"lever": lever, "floors": rule_name, "held_out": held, "chosen_on": choosers,
+                       "children": t[0], "others": t[1]}
+                for name in ("fgnet-dev", "adience-dev", "fgnet-children"):
+                    row[name] = [round(v, 4) for v in table[name][t]]
+                out["held_out"].append(row)
     return out
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# People: grouping chosen by leaving one set out", "",
-             "Each held-out set's threshold is chosen on the other sets: the best worst recall among the "
-             "thresholds where each choosing set keeps the precision floor. BCubed precision / recall.", "",
-             "| lever | floor | held out | chosen on | threshold | precision | recall |",
+             f"fgnet-dev's ages: {r.get('fgnet_ages', 'in-sample')}. Each held-out set's setting (the threshold for "
+             "pairs of groups that both hold a child's face / for every other pair) is chosen on the other sets: "
+             "the best worst recall among the settings where each choosing set keeps its precision floor. "
+             "BCubed precision / recall; **bold** is the held-out figure. The `shipped` rows choose on all three "
+             "sets, as the default is chosen: none of their figures is held out.", "",
+             "| lever | floors | held out | threshold, children / others | fgnet-dev | adience-dev | fgnet-children |",
              "|---|---|---|---|---|---|---|"]
     for v in r["held_out"]:
-        lines.append(f"| {v['lever']} | {v['floor']} | {v['held_out']} | {', '.join(v['chosen_on'])} | "
-                     f"{v['threshold']} | {v['precision']:.3f} | {v['recall']:.3f} |")
+        cells = []
+        for name in ("fgnet-dev", "adience-dev", "fgnet-children"):
+            text = f"{v[name][0]:.3f} / {v[name][1]:.3f}"
+            cells.append(f"**{text}**" if name == v["held_out"] else text)
+        lines.append(f"| {v['lever']} | {v['floors']} | {v['held_out']} | {v['children']} / {v['others']} | "
+                     + " | ".join(cells) + " |")
     for lever, table in r["levers"].items():
         names = list(table)
-        lines += ["", f"## {lever}, every threshold (precision / recall)", "",
-                  "| threshold | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-        for t in r["thresholds"]:
-            lines.append(f"| {t} | " + " | ".join(f"{table[n][str(t)][0]:.3f} / {table[n][str(t)][1]:.3f}"
+        lines += ["", f"## {lever}, every setting (precision / recall)", "",
+                  "| children / others | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+        for key in table[names[0]]:
+            lines.append(f"| {key} | " + " | ".join(f"{table[n][key][0]:.3f} / {table[n][key][1]:.3f}"
                                                    for n in names) + " |")
     return "\n".join(lines) + "\n"
 
@@ -202,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fgnet", type=Path, required=True)
     ap.add_argument("--adience", type=Path, required=True)
+    ap.add_argument("--fgnet-crossval", type=Path,
+                    help="fgnet-crossval.npz of a `training.finetune --no-final` run: fgnet-dev's ages from networks "
+                         "that never saw the person (without it they are the shipped network's, in-sample)")
+    ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"),
+                    help="the card whose output rules the cross-validated distributions get")
     ap.add_argument("--fgnet-db", type=Path, help="an index of fgnet-dev already scanned (default: scan it now)")
     ap.add_argument("--adience-db", type=Path, help="an index of adience-dev already scanned")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -212,10 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         dbs[name] = given or work / f"{name}.db"
         if not given:
             _scan(folder, dbs[name])
-    fg, ad = fgnet_set(dbs["fgnet"], args.fgnet), adience_set(dbs["adience"], args.adience)
+    crossval = crossval_distributions(args.fgnet_crossval, args.card) if args.fgnet_crossval else None
+    fg, ad = fgnet_set(dbs["fgnet"], args.fgnet, crossval), adience_set(dbs["adience"], args.adience)
     children = (fg["true_age"] >= 2) & (fg["true_age"] <= 12)
     sets = {"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children), "both": _join(fg, ad)}
-    result = {"faces": {k: int(len(v["x"])) for k, v in sets.items()}, **run(sets)}
+    ages = (f"cross-validated ({args.fgnet_crossval.name}: fold networks that never saw the person, "
+            f"with {args.card.name}'s output rules)" if crossval else "in-sample (the shipped network learned from them)")
+    result = {"faces": {k: int(len(v["x"])) for k, v in sets.items()}, "fgnet_ages": ages, **run(sets)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grouping.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "grouping.md").write_text(markdown(result))

@@ -358,6 +358,28 @@ def test_grouping_keeps_people_their_faces_and_never_joins_faces_of_one_photo():
     assert group_faces(x, photos, fixed=np.array([1, 2, -1, -1, -1, -1, -1]))[:2].tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("age, joined", [(5, False), (40, True), (None, False)])
+def test_children_are_held_to_a_stricter_threshold(age, joined):
+    """Two groups 0.55 apart (between the children's 0.50 and everyone else's 0.60): adults are one person,
+    children are two, and without ages every pair is held to the children's threshold."""
+    from phototag.people.grouping import GroupingOptions, group_faces
+
+    o = GroupingOptions()
+    assert o.child_threshold < 0.55 < o.threshold
+    rng = np.random.default_rng(1)
+    centre = rng.normal(0, 1, 128)
+    step = rng.normal(0, 1, 128)
+    centre_b = centre + 0.55 * step / np.linalg.norm(step)
+    x = np.vstack([c + rng.normal(0, 0.0005, (3, 128)) for c in (centre, centre_b)])
+    ages = None
+    if age is not None:
+        ages = np.full((6, 101), 1e-4)
+        ages[:, age] = 1.0
+    labels = group_faces(x, np.arange(6), ages=ages)
+    assert len(set(labels[:3].tolist())) == 1 and len(set(labels[3:].tolist())) == 1
+    assert (labels[0] == labels[3]) == joined
+
+
 def test_birth_dates_from_ages_resist_a_wrong_face_and_flag_two_people():
     def one_hot(ages):
         d = np.full((len(ages), 101), 1e-5)

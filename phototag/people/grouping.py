@@ -17,7 +17,11 @@ No library does average linkage with the constraints a photo library needs, so t
   little more easily (a child's face changes within months, so a link between photos days apart is
   worth more than one across ten years);
 - with dated faces and their age estimates, two groups merge only if one birth date can explain both:
-  two babies photographed ten years apart look alike to the descriptor, but are not one person.
+  two babies photographed ten years apart look alike to the descriptor, but are not one person;
+- two groups that each hold a child's face (more likely under 13 than not) merge under a stricter
+  threshold than other pairs: dlib's descriptors of different children sit closer together than those
+  of different adults, while one adult's faces across the years sit further apart. One threshold for
+  both gave away either a class album's precision or a family's recall (docs/people.md).
 
 Precision first: a group that is two people is worse than two groups for one person.
 """
@@ -33,9 +37,12 @@ __all__ = ["GroupingOptions", "group_faces", "neighbours"]
 
 @dataclass(frozen=True)
 class GroupingOptions:
-    """Chosen on the real album in ../shared/datasets/adience-dev and FG-NET (bench/people.py)."""
+    """Chosen on adience-dev, fgnet-dev and a class-like composite of fgnet-dev's children, each set's
+    figure measured with the thresholds the other sets chose (bench/grouping.py, docs/people.md)."""
 
-    threshold: float = 0.52  # groups merge while their RMS descriptor distance is below this
+    threshold: float = 0.60  # groups merge while their RMS descriptor distance is below this ...
+    child_threshold: float = 0.50  # ... or below this when both hold a child's face (without ages: every pair)
+    child_age: int = 13  # a face is a child's when its age distribution puts more than half below this
     k: int = 16  # nearest neighbours a face is linked to
     near_days: float = 45.0  # photos this close in time ...
     near_bonus: float = 0.03  # ... lower the linkage by this much
@@ -75,8 +82,10 @@ class _Groups:
 
     def __init__(self, x: np.ndarray, g_of_face: np.ndarray, g: int, photos: np.ndarray, days: np.ndarray,
                  fixed_labels: np.ndarray, banned: dict[int, set[int]], birth_loglik: np.ndarray | None,
-                 options: GroupingOptions) -> None:
+                 young: np.ndarray, options: GroupingOptions) -> None:
         self.o = options
+        self.young = np.zeros(g, bool)
+        np.logical_or.at(self.young, g_of_face, young)
         self.sums = _group_sum(x, g_of_face, g)
         self.sq = np.bincount(g_of_face, weights=np.einsum("ij,ij->i", x, x), minlength=g)
         self.n = np.bincount(g_of_face, minlength=g).astype(np.float64)
@@ -99,7 +108,8 @@ class _Groups:
         self.parent = np.arange(g)
 
     def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Average linkage of each pair of groups, less the date bonus where their dates are near."""
+        """Average linkage of each pair of groups, less the date bonus where their dates are near, plus the
+        children's margin where both groups hold a child's face (so one threshold compares every pair)."""
         out = np.empty(len(a))
         for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
             sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
@@ -111,7 +121,8 @@ class _Groups:
         nd, season = self.o.near_days, self.o.season_days
         near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
                 & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
-        return out - self.o.near_bonus * near
+        children = self.young[a] & self.young[b]
+        return out - self.o.near_bonus * near + (self.o.threshold - self.o.child_threshold) * children
 
     def allowed(self, a: int, b: int) -> bool:
         if self.fixed[a] and self.fixed[b]:
@@ -133,6 +144,7 @@ class _Groups:
         self.sums[a] += self.sums[b]
         self.sq[a] += self.sq[b]
         self.n[a] += self.n[b]
+        self.young[a] |= self.young[b]
         self.first[a] = np.minimum(self.first[a], self.first[b])
         self.last[a] = np.maximum(self.last[a], self.last[b])
         if self.birth is not None:
@@ -191,14 +203,17 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
     faces_in = np.flatnonzero(involved[g_of_face])
     part_fixed = labels_fixed[involved[: len(labels_fixed)]]
     loglik = None
+    young = np.ones(len(faces_in), bool)  # without ages every pair is held to the children's threshold
     if ages is not None:
         from .births import year_loglik
 
-        loglik = year_loglik(days[faces_in], np.asarray(ages)[faces_in])
+        part = np.asarray(ages, np.float64)[faces_in]
+        loglik = year_loglik(days[faces_in], part)
+        young = _young(part, options.child_age)
     position = {int(f): k for k, f in enumerate(faces_in)}
     state = _Groups(x[faces_in], compact[g_of_face[faces_in]], int(involved.sum()), np.asarray(photos)[faces_in],
                     days[faces_in], part_fixed,
-                    {position[i]: v for i, v in (banned or {}).items() if i in position}, loglik, options)
+                    {position[i]: v for i, v in (banned or {}).items() if i in position}, loglik, young, options)
     if len(pairs):
         _agglomerate(state, compact[pairs])
     # Each group's label: its person's, or a new one.
@@ -218,6 +233,12 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
                 next_label += 1
             out[i] = new_label[r]
     return out
+
+
+def _young(distributions: np.ndarray, child_age: int) -> np.ndarray:
+    """Whether each face's age distribution (one bin per year) puts more than half below `child_age`."""
+    total = distributions.sum(axis=1)
+    return distributions[:, :child_age].sum(axis=1) > 0.5 * np.where(total > 0, total, 1.0)
 
 
 def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, o: GroupingOptions) -> np.ndarray:

@@ -116,8 +116,9 @@ def _births_apart(a: _Person, b: _Person, slack_days: float) -> bool:
 
 
 def _why(a: _Person, b: _Person, distance: float) -> str:
-    parts = [f"their faces are {distance:.2f} apart on average (grouping joins below "
-             f"{GroupingOptions().threshold:.2f})", f"{len(a.faces)} and {len(b.faces)} faces, never in one photo"]
+    o = GroupingOptions()
+    parts = [f"their faces are {distance:.2f} apart on average (grouping joins below {o.threshold:.2f}, "
+             f"{o.child_threshold:.2f} for two children)", f"{len(a.faces)} and {len(b.faces)} faces, never in one photo"]
     if a.born and b.born:
         parts.append(f"born ~{a.born[0].year}-{a.born[1].year} and ~{b.born[0].year}-{b.born[1].year}")
     return "; ".join(parts)
