@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -19,38 +21,51 @@ from .common import db_path as _db
 from .common import fatal as _fatal
 from .people import age_range
 
-GroupOption = typer.Option([], "--group", help="Age group (repeatable): faces in any of these groups.")
-MinAgeOption = typer.Option(None, "--min-age", help="Faces estimated at least this old.")
-MaxAgeOption = typer.Option(None, "--max-age", help="Faces estimated at most this old.")
-SinceOption = typer.Option(None, "--since", help="Photos taken on or after this date (YYYY-MM-DD; YYYY-MM or "
-                                                  "YYYY: from its first day).")
-UntilOption = typer.Option(None, "--until", help="Photos taken on or before this date (YYYY-MM-DD; YYYY-MM or "
-                                                  "YYYY: to its last day).")
-PathOption = typer.Option(None, "--path", help="Photo paths matching this glob (e.g. '*/2019/*').")
-MinFacesOption = typer.Option(None, "--min-faces", help="Photos with at least this many faces.")
-SchemeFilterOption = typer.Option(None, "--scheme", help="Regroup under this scheme (no model needed).")
-PersonOption = typer.Option(None, "--person", help="Faces of this person (name or id; see phototag people).")
+# The filters query, export and contact-sheet share: (name, type, option), in --help's order.
+_FILTERS = [
+    ("group", List[str], typer.Option([], "--group", help="Age group (repeatable): faces in any of these groups.")),
+    ("min_age", Optional[float], typer.Option(None, "--min-age", help="Faces estimated at least this old.")),
+    ("max_age", Optional[float], typer.Option(None, "--max-age", help="Faces estimated at most this old.")),
+    ("since", Optional[str], typer.Option(None, "--since", help="Photos taken on or after this date (YYYY-MM-DD; "
+                                                                 "YYYY-MM or YYYY: from its first day).")),
+    ("until", Optional[str], typer.Option(None, "--until", help="Photos taken on or before this date (YYYY-MM-DD; "
+                                                                 "YYYY-MM or YYYY: to its last day).")),
+    ("path", Optional[str], typer.Option(None, "--path", help="Photo paths matching this glob (e.g. '*/2019/*').")),
+    ("min_faces", Optional[int], typer.Option(None, "--min-faces", help="Photos with at least this many faces.")),
+    ("scheme", Optional[str], typer.Option(None, "--scheme", help="Regroup under this scheme (no model needed).")),
+    ("person", Optional[str], typer.Option(None, "--person", help="Faces of this person (name or id; see phototag "
+                                                                   "people).")),
+]
 
 
-def _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person=None):
-    from ..store.queries import QueryFilters
+def _with_filters(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared filter options (after its --db) and call it with one QueryFilters as
+    `filters`: one definition of the options, so the three commands cannot drift apart."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "filters"]
+    at = next(i for i, p in enumerate(own) if p.name == "db") + 1
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, kind, option in _FILTERS]
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
 
-    return QueryFilters(groups=tuple(group), min_age=min_age, max_age=max_age, since=since, until=until,
-                        path_glob=path, min_faces=min_faces, scheme=scheme, person=person)
+    @functools.wraps(command)
+    def run(**options: Any) -> None:
+        from ..store.queries import QueryFilters
+
+        values = {name: options.pop(name) for name, _, _ in _FILTERS}
+        values["groups"] = tuple(values.pop("group"))
+        values["path_glob"] = values.pop("path")
+        command(filters=QueryFilters(**values), **options)
+
+    run.__signature__ = signature.replace(parameters=own[:at] + added + own[at:])  # type: ignore[attr-defined]
+    return run
 
 
 @app.command(epilog=EXIT_CODES)
+@_with_filters
 def query(
+    filters: Any,
     db: Optional[Path] = DbOption,
-    group: List[str] = GroupOption,
-    min_age: Optional[float] = MinAgeOption,
-    max_age: Optional[float] = MaxAgeOption,
-    since: Optional[str] = SinceOption,
-    until: Optional[str] = UntilOption,
-    path: Optional[str] = PathOption,
-    min_faces: Optional[int] = MinFacesOption,
-    scheme: Optional[str] = SchemeFilterOption,
-    person: Optional[str] = PersonOption,
     format: str = typer.Option("table", "--format", "-f", help="Output: table, csv, json or paths."),
 ) -> None:
     """List the faces (or, with --format paths, the photos) that match every filter."""
@@ -59,7 +74,6 @@ def query(
 
     if format not in ("table", "csv", "json", "paths"):
         raise _fatal(PhototagError(f"unknown format {format!r}: use table, csv, json or paths"))
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             rows = run_query(index, filters)
@@ -92,17 +106,10 @@ def query(
 
 
 @app.command(epilog=EXIT_CODES)
+@_with_filters
 def export(
+    filters: Any,
     db: Optional[Path] = DbOption,
-    group: List[str] = GroupOption,
-    min_age: Optional[float] = MinAgeOption,
-    max_age: Optional[float] = MaxAgeOption,
-    since: Optional[str] = SinceOption,
-    until: Optional[str] = UntilOption,
-    path: Optional[str] = PathOption,
-    min_faces: Optional[int] = MinFacesOption,
-    scheme: Optional[str] = SchemeFilterOption,
-    person: Optional[str] = PersonOption,
     format: str = typer.Option("jsonl", "--format", "-f", help="csv (a row per face), json or jsonl (an "
                                                                "object per photo, its faces inside)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (replaced "
@@ -118,7 +125,6 @@ def export(
 
     if format not in FORMATS:
         raise _fatal(PhototagError(f"unknown format {format!r}: use {', '.join(FORMATS)}"))
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             n = write_export(run_export(index, filters), format, output)
@@ -129,18 +135,11 @@ def export(
 
 
 @app.command("contact-sheet", epilog=EXIT_CODES)
+@_with_filters
 def contact_sheet(
+    filters: Any,
     out: Path = typer.Option(..., "--out", "-o", help="The sheet to write (.jpg or .png)."),
     db: Optional[Path] = DbOption,
-    group: List[str] = GroupOption,
-    min_age: Optional[float] = MinAgeOption,
-    max_age: Optional[float] = MaxAgeOption,
-    since: Optional[str] = SinceOption,
-    until: Optional[str] = UntilOption,
-    path: Optional[str] = PathOption,
-    min_faces: Optional[int] = MinFacesOption,
-    scheme: Optional[str] = SchemeFilterOption,
-    person: Optional[str] = PersonOption,
     size: int = typer.Option(160, min=32, max=1024, help="Thumbnail side in pixels."),
     columns: int = typer.Option(8, min=1, max=100, help="Thumbnails per row."),
     limit: int = typer.Option(500, min=1, help="At most this many faces (the first by date)."),
@@ -152,13 +151,12 @@ def contact_sheet(
     from ..store.queries import query as run_query
     from ..render.sheet import SheetOptions, contact_sheet as draw_sheet
 
-    filters = _filters(group, min_age, max_age, since, until, path, min_faces, scheme, person)
     try:
         with Index(_db(db), create=False) as index:
             faces = run_query(index, filters)
-            names = get_scheme(scheme or (faces[0]["scheme"] if faces else None)).names
+            names = get_scheme(filters.scheme or (faces[0]["scheme"] if faces else None)).names
         lookup = {n.lower(): n for n in names}
-        title = ", ".join(lookup.get(g.lower(), g) for g in group) if group else None
+        title = ", ".join(lookup.get(g.lower(), g) for g in filters.groups) if filters.groups else None
         result = draw_sheet(faces, out, names, SheetOptions(thumb=size, columns=columns, limit=limit, title=title),
                             on_skip=_report_failure)
     except PhototagError as exc:
