@@ -10,8 +10,9 @@ and `both` (the two as one library). A composite made from a set is never used t
 parameter that set is then measured with. A setting is two thresholds: one for pairs of groups that
 both hold a child's face, one for every other pair (one threshold is the setting where they are
 equal). Levers measured on every set, at every setting: the descriptor as the scan computes it,
-averaged with the descriptor of the chip's mirror image, and the linkage taken only over faces
-photographed within a window of years of each other.
+averaged with the descriptor of the chip's mirror image, the linkage taken only over faces
+photographed within a window of years of each other, and a quality gate (the album's blurriest and
+most turned faces may join a person but not start one).
 
 The shipped age network learned from fgnet-dev's faces, so the age distributions a scan stores for
 them are in-sample (median off by 1.3 years where a new face is off by 3.4), and the birth-date rule
@@ -61,17 +62,28 @@ def _load(db: Path) -> tuple[list[tuple], dict[str, np.ndarray]]:
     return rows, arrays
 
 
-def _mirrored(rows: list[tuple]) -> np.ndarray:
-    """dlib's descriptor of each face's chip mirrored, cut from the photo at the box the scan found."""
+def _recut(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Each face cut again from its photo at the box the scan found: dlib's descriptor of its chip
+    mirrored, and its quality, (sharpness, yaw): the variance of the chip's Laplacian (low: blurred or
+    enlarged from few pixels) and the nose's sideways offset from the eyes' midpoint over the eyes'
+    distance (high: turned away)."""
     from phototag import faces
     from phototag.scan.decode import load_full
 
-    chips, last, img = [], None, None
+    chips, quality, last, img = [], [], None, None
     for r in rows:
         if r[5] != last:
             img, last = load_full(r[5]), r[5]
-        chips.append(faces.align_and_crop(img, faces.Box(r[7], r[8], r[9], r[10])).chip[:, ::-1])
-    return np.asarray(faces.describe(chips), np.float64)
+        crop = faces.align_and_crop(img, faces.Box(r[7], r[8], r[9], r[10]))
+        chips.append(crop.chip[:, ::-1])
+        g = crop.chip.astype(np.float32).mean(axis=2)
+        laplacian = g[1:-1, 2:] + g[1:-1, :-2] + g[2:, 1:-1] + g[:-2, 1:-1] - 4 * g[1:-1, 1:-1]
+        points = np.asarray(crop.landmarks, np.float64)  # two corners of each eye, then the nose
+        e1, e2 = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
+        apart = float(np.linalg.norm(e2 - e1)) + 1e-6
+        yaw = abs(float(np.dot(points[4] - (e1 + e2) / 2, (e2 - e1) / apart))) / apart
+        quality.append((float(laplacian.var()), yaw))
+    return np.asarray(faces.describe(chips), np.float64), np.asarray(quality)
 
 
 def crossval_distributions(path: Path, card: Path) -> dict[str, np.ndarray]:
@@ -100,7 +112,7 @@ def fgnet_set(db: Path, folder: Path, crossval: dict[str, np.ndarray] | None = N
     a["truth"] = np.array([s or "" for s in subject])
     a["true_age"] = np.array([(dt.date.fromisoformat(r[4][:10]) - births[Path(r[5]).name[:3]]).days / YEAR
                               for r in rows])
-    a["mirror"] = _mirrored(rows)
+    a["mirror"], a["quality"] = _recut(rows)
     return a
 
 
@@ -110,7 +122,7 @@ def adience_set(db: Path, folder: Path) -> dict[str, Any]:
     a["truth"] = np.array(["adience-" + names[Path(r[5]).name] if r[6] == 0 and Path(r[5]).name in names else ""
                            for r in rows])
     a["true_age"] = np.full(len(rows), np.nan)
-    a["mirror"] = _mirrored(rows)
+    a["mirror"], a["quality"] = _recut(rows)
     return a
 
 
@@ -160,14 +172,44 @@ def _windowed_groups(window_days: float) -> type:
     return Windowed
 
 
-def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, window_years: float | None = None
-          ) -> tuple[float, float]:
+def _gated_groups(weak: np.ndarray) -> type:
+    """The scan's groups with one change: two groups merge only if one of them holds a face that is not
+    `weak` (a blurred or turned face may join a person, but not start one with another such face)."""
+    from phototag.people import grouping
+
+    class Gated(grouping._Groups):
+        def __init__(self, x, g_of_face, g, *rest):  # noqa: D107
+            super().__init__(x, g_of_face, g, *rest)
+            self.strong = np.zeros(g, bool)
+            np.logical_or.at(self.strong, g_of_face, ~weak)
+
+        def merge(self, a, b):  # noqa: D102
+            super().merge(a, b)
+            self.strong[a] |= self.strong[b]
+
+        def allowed(self, a, b):  # noqa: D102
+            return bool(self.strong[a] or self.strong[b]) and super().allowed(a, b)
+
+    return Gated
+
+
+def _weak(quality: np.ndarray, share: float) -> np.ndarray:
+    """The album's blurriest `share` of faces and its most turned `share`: chosen within each album,
+    so the rule adapts to scans and to phone photos alike."""
+    return ((quality[:, 0] < np.percentile(quality[:, 0], 100 * share))
+            | (quality[:, 1] > np.percentile(quality[:, 1], 100 * (1 - share))))
+
+
+def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, window_years: float | None = None,
+          gate: float | None = None) -> tuple[float, float]:
     from phototag.people import grouping
 
     x = (s["x"] + s["mirror"]) / 2 if mirror else s["x"]
     real = grouping._Groups
     if window_years is not None:
         grouping._Groups = _windowed_groups(window_years * YEAR)
+    if gate is not None:
+        grouping._Groups = _gated_groups(_weak(s["quality"], gate))
     options = replace(grouping.GroupingOptions(), child_threshold=setting[0], threshold=setting[1])
     try:
         labels = grouping.group_faces(x, s["photos"], s["days"], ages=s["ages"], options=options)
@@ -191,12 +233,14 @@ def choose(table: dict[str, dict[tuple[float, float], tuple[float, float]]], set
     return max(ok, key=lambda t: (min(table[s][t][1] for s in sets), -t[1], -t[0]))
 
 
-# (name, mirror-averaged, window in years for the windowed linkage or None, one threshold only)
-LEVERS = [("one threshold", False, None, True), ("a children's threshold", False, None, False),
-          ("mirror-averaged descriptor, one threshold", True, None, True),
-          ("mirror-averaged descriptor, a children's threshold", True, None, False),
-          ("windowed linkage, 6 years, one threshold", False, 6.0, True),
-          ("windowed linkage, 6 years, a children's threshold", False, 6.0, False)]
+# (name, mirror-averaged, window in years for the windowed linkage or None, share of weak faces for the
+# quality gate or None, one threshold only)
+LEVERS = [("one threshold", False, None, None, True), ("a children's threshold", False, None, None, False),
+          ("mirror-averaged descriptor, one threshold", True, None, None, True),
+          ("mirror-averaged descriptor, a children's threshold", True, None, None, False),
+          ("windowed linkage, 6 years, one threshold", False, 6.0, None, True),
+          ("windowed linkage, 6 years, a children's threshold", False, 6.0, None, False),
+          ("quality gate, 20 %, a children's threshold", False, None, 0.2, False)]
 
 # each real set, and the sets (never made from it) that choose its parameters; "shipped" chooses on all
 # three, which is how the default is set: its figures are not held out
@@ -210,9 +254,9 @@ def _key(setting: tuple[float, float]) -> str:
 
 def run(sets: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
     out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": []}
-    for lever, mirror, window, diagonal in LEVERS:
+    for lever, mirror, window, gate, diagonal in LEVERS:
         settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
-        table = {name: {t: score(s, t, mirror, window) for t in settings} for name, s in sets.items()}
+        table = {name: {t: score(s, t, mirror, window, gate) for t in settings} for name, s in sets.items()}
         out["levers"][lever] = {name: {_key(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}
                                 for name, rows in table.items()}
         for rule_name, rule in FLOORS.items():
