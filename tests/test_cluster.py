@@ -36,12 +36,13 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module: 2 CPUs, started once (about 5 s)."""
+    """One local Ray for the module: 2 CPUs and one GPU, started once (about 5 s). The GPU is Ray's
+    bookkeeping only: actors that ask for a share of it get one, and run Keras on the CPU."""
     if not HAVE_RAY:
         pytest.skip("Ray is not installed: the cluster extra (uv sync --extra cluster)")
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -91,6 +92,74 @@ def test_ray_local_gives_a_plain_scans_faces_ages_and_people(tmp_path, astronaut
         assert abs(a["age_photo"] - b["age_photo"]) <= 1e-3 and abs(a["age"] - b["age"]) <= 1e-3, key
         assert a["age_group"] == b["age_group"]
     assert plain_people == ray_people and len(ray_people) >= 2
+
+
+HAVE_KERAS = importlib.util.find_spec("keras") is not None and (
+    importlib.util.find_spec("tensorflow") is not None or importlib.util.find_spec("jax") is not None)
+
+
+@needs_ray
+@pytest.mark.skipif(not HAVE_KERAS, reason="GPU actors run Keras: the train extra (uv sync --extra train)")
+@pytest.mark.slow
+def test_gpu_actors_give_a_plain_scans_faces_ages_and_people(tmp_path, astronaut, local_ray):
+    """`--ray ADDRESS --device gpu`: actors that each hold a share of a GPU and run the Keras networks
+    (here on the CPU, the GPU being Ray's bookkeeping) find LiteRT's faces, ages and people."""
+    lib = family(tmp_path, astronaut)
+    model = load_model()
+    seen = tmp_path / "actors"
+    seen.mkdir()
+    gpu = RayOptions(device="gpu", gpus_per_actor=0.5, actor=_reporting_actor(seen))
+    for name, ray in (("plain", None), ("gpu", gpu)):
+        with Index(tmp_path / f"{name}.db") as ix:
+            summary = scan([lib], ix, model, options=ScanOptions(workers=1, ray=ray))
+        assert summary.exit_code == 0 and summary.tagged == 8 and summary.faces == 11, summary.line()
+    (plain, plain_people), (on_gpu, gpu_people) = content(tmp_path / "plain.db"), content(tmp_path / "gpu.db")
+    assert plain.keys() == on_gpu.keys() and len(plain) == 11
+    for key, a in plain.items():
+        b = on_gpu[key]
+        assert (a["top"], a["right"], a["bottom"], a["left"]) == (b["top"], b["right"], b["bottom"], b["left"]), key
+        assert abs(a["age_photo"] - b["age_photo"]) <= 1e-3 and abs(a["age"] - b["age"]) <= 1e-3, key
+    assert plain_people == gpu_people
+    reports = {f.read_text() for f in seen.iterdir()}
+    assert reports == {"keras keras [0]"}, reports  # each actor: the Keras networks, on its share of GPU 0
+
+
+def _reporting_actor(folder: Path):
+    """A real PhotoActor that writes, once loaded, which face engine and age runtime it runs and the GPUs
+    Ray gave it. Defined in a function so that Ray pickles it by value."""
+    from phototag import faces
+    from phototag.scan.cluster import PhotoActor
+
+    class _Reporting(PhotoActor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            import ray
+
+            (folder / str(os.getpid())).write_text(
+                f"{faces.face_engine().name} {self.model.prefer} {sorted(int(g) for g in ray.get_gpu_ids())}")
+
+    return _Reporting
+
+
+@pytest.mark.parametrize("resources, device, actors", [
+    ({"CPU": 16.0, "GPU": 1.0}, "gpu", 8),  # eight actors to a GPU
+    ({"CPU": 4.0, "GPU": 2.0}, "gpu", 4),  # and no more than the CPUs
+    ({"CPU": 16.0, "GPU": 1.0}, "cpu", 16),  # CPU actors leave the GPUs alone
+    ({"CPU": 2.0}, "cpu", 2),
+])
+def test_the_actor_pool_fits_the_clusters_cpus_and_gpus(resources, device, actors):
+    from phototag.scan.cluster import pool_size
+
+    assert pool_size(resources, RayOptions(device=device)) == actors
+
+
+def test_gpu_actors_on_a_cluster_without_a_gpu_are_one_error():
+    from phototag.errors import PhototagError
+    from phototag.scan.cluster import pool_size
+
+    with pytest.raises(PhototagError) as err:
+        pool_size({"CPU": 16.0}, RayOptions(device="gpu"))
+    assert str(err.value) == "--device gpu: the Ray cluster has no GPU; without --device gpu its actors run on the CPUs"
 
 
 @needs_ray

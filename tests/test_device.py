@@ -142,16 +142,20 @@ def test_device_gpu_without_a_gpu_is_one_error_line(tmp_path, astronaut):
     assert r.exit_code == 0, r.output
 
 
-def test_device_gpu_with_ray_and_an_unknown_device_are_refused(tmp_path, astronaut):
+def test_an_unknown_device_and_a_local_ray_without_a_gpu_are_refused(tmp_path, astronaut):
     save_jpeg(tmp_path / "lib" / "a.jpg", astronaut)
     base = ["scan", str(tmp_path / "lib"), "--db", str(tmp_path / "i.db")]
     r = runner.invoke(app, [*base, "--device", "tpu"])
     assert r.exit_code == 2 and r.stderr == "Error: unknown device 'tpu': use auto, cpu or gpu\n"
     if importlib.util.find_spec("ray") is not None:
-        r = runner.invoke(app, [*base, "--device", "gpu", "--ray", "local"])
-        assert r.exit_code == 2
-        assert r.stderr == ("Error: --device gpu and --ray together are not supported yet: Ray's actors run "
-                            "LiteRT on CPUs\n")
+        r = runner.invoke(app, [*base, "--device", "tpu", "--ray", "local"])
+        assert r.exit_code == 2 and r.stderr == "Error: unknown device 'tpu': use auto, cpu or gpu\n"
+        if find_gpu() is None:  # --ray local is this machine: the same line as without Ray, before Ray starts
+            r = runner.invoke(app, [*base, "--device", "gpu", "--ray", "local"])
+            assert r.exit_code == 2
+            assert r.stderr == ("Error: --device gpu: no GPU that Keras can use (an NVIDIA GPU, and Keras with JAX "
+                                "or TensorFlow built for CUDA: uv sync --extra train, or pip install 'jax[cuda12]' "
+                                "keras); --device cpu runs everything on the CPU\n")
     assert not (tmp_path / "i.db").exists()
 
 

@@ -49,7 +49,8 @@ def scan(
                                            "(ray://head:10001). Needs the cluster extra; see docs/cluster.md."),
     device: str = typer.Option("auto", help="Where the networks run: cpu (LiteRT), gpu (Keras on JAX or TensorFlow; "
                                             "slower than the CPU for now, see docs/cluster.md) or auto (the CPU, "
-                                            "until a GPU scan is the faster)."),
+                                            "until a GPU scan is the faster). With --ray: the actors' (gpu: eight "
+                                            "actors to a GPU)."),
     batch_size: int = typer.Option(64, min=1, help="Faces per model batch, gathered across photos."),
     exclude: List[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
     follow_symlinks: bool = typer.Option(False, help="Follow symbolic links to files and folders."),
@@ -75,12 +76,12 @@ def scan(
         if thorough:
             detect_size = max(detect_size, ScanOptions.THOROUGH["detect_size"])
             upsample = ScanOptions.THOROUGH["upsample"] if upsample is None else upsample
+        runtime = _runtime(device, ray is not None)
         options = ScanOptions(detector=detector, upsample=upsample, detect_size=detect_size, min_face=min_face,
                               min_score=min_score, verify=verify,
                               workers=workers, batch_size=batch_size, force=force, exclude=tuple(exclude),
                               follow_symlinks=follow_symlinks, scheme=scheme, prune=prune, people=people,
-                              ray=_ray_options(ray, workers),
-                              runtime=_runtime(device, ray is not None))
+                              ray=_ray_options(ray, workers, device), runtime=runtime)
         from ..ages.groups import get_scheme
 
         get_scheme(scheme)
@@ -112,25 +113,32 @@ def scan(
 
 
 def _runtime(device: str, on_ray: bool) -> str:
-    """--device as the runtime of the networks: with --ray they run on the actors' CPUs."""
-    from ..runtime import runtime_for_device
-    from ..scan.cluster import GPU_WITH_RAY
+    """--device as the runtime of this machine's networks. With --ray they run on the actors
+    (`_ray_options`), and this machine only checks the name."""
+    from ..runtime import DEVICES, runtime_for_device
 
-    if on_ray and device == "gpu":
-        raise PhototagError(GPU_WITH_RAY)
-    return "litert" if on_ray else runtime_for_device(device)
+    if on_ray:
+        if device not in DEVICES:
+            return runtime_for_device(device)  # its Error line
+        return "litert"
+    return runtime_for_device(device)
 
 
-def _ray_options(address: Optional[str], workers: int):
-    """--ray's options, after checking that Ray is installed (one Error line naming the extra if not)."""
+def _ray_options(address: Optional[str], workers: int, device: str = "auto"):
+    """--ray's options, after checking that Ray is installed (one Error line naming the extra if not).
+    `--device gpu` asks for GPU actors; with `--ray local` this machine must have the GPU, as without Ray.
+    auto stays on the CPUs, as without Ray."""
     if address is None:
         return None
+    from ..runtime import runtime_for_device
     from ..scan.cluster import RayOptions, require_ray
 
     if not address.strip():
         raise PhototagError("--ray needs an address: local, auto, or the cluster's (ray://head:10001)")
     require_ray()
-    return RayOptions(address=address.strip(), actors=workers)
+    if device == "gpu" and address.strip() == "local":
+        runtime_for_device(device)  # the same Error line as without Ray when this machine has no GPU
+    return RayOptions(address=address.strip(), actors=workers, device="gpu" if device == "gpu" else "cpu")
 
 
 def _writer(*, dry_run: bool, exif: bool, sidecar: bool, sidecar_style: str):

@@ -28,11 +28,13 @@ from ..errors import DependencyError, PhototagError
 from ..runtime import native_stderr_silenced
 from .analyse import Analysis, age_faces, analyse, known_boxes
 
-__all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "WORKER_LOST", "GPU_WITH_RAY"]
+__all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "pool_size", "WORKER_LOST", "GPU_WITH_RAY"]
 
 EXTRA = "uv sync --extra cluster, or pip install 'phototag[cluster]'"
 WORKER_LOST = "lost with the Ray workers that analysed it, scanned again next run"
-GPU_WITH_RAY = "--device gpu and --ray together are not supported yet: Ray's actors run LiteRT on CPUs"
+GPU_WITH_RAY = ("with Ray the networks run on the actors, not on this machine: ask for GPU actors with "
+                "RayOptions(device='gpu') (scan --ray ADDRESS --device gpu)")
+DEVICES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,10 @@ class RayOptions:
     this machine has joined) or a Ray address (ray://head:10001)."""
 
     address: str = "local"
-    actors: int = 0  # 0: one per CPU the cluster has (cpus_per_actor each)
+    actors: int = 0  # 0: one per CPU the cluster has (cpus_per_actor each), and on GPUs as many as they hold
     cpus_per_actor: float = 1.0
+    device: str = "cpu"  # cpu: LiteRT actors; gpu: Keras actors, gpus_per_actor of a GPU each
+    gpus_per_actor: float = 0.125  # eight actors share a GPU: the most a whole GPU scan gained from (docs/cluster.md)
     photos_per_call: int = 4  # photos an actor takes at a time: small, so a dead actor loses little
     window: int = 0  # photos per dataset; 0: 250 per actor, at least 1,000
     retries: int = 3  # times a call is retried on a restarted actor before its dataset fails
@@ -61,13 +65,18 @@ def require_ray() -> Any:
 
 class PhotoActor:
     """One Ray actor: loads dlib, the face engine and the age model once, then analyses batches of
-    photos and predicts their faces' ages together. A photo that raises is its own failure record."""
+    photos and predicts their faces' ages together. A photo that raises is its own failure record.
+    On a GPU (`device` 'gpu') the networks are the Keras ones, which Ray's share of a GPU runs."""
 
-    def __init__(self, analyse_args: tuple, model_path: str) -> None:
+    def __init__(self, analyse_args: tuple, model_path: str, device: str = "cpu") -> None:
         # Small arguments only: Ray restarts a dead actor from them, and cannot once they are gone.
         os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")  # one engine thread per actor CPU
+        if device == "gpu":  # actors share a GPU: each takes memory as it needs it, not 75 % of it
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+            faces.use_engine("keras")
         self.args = analyse_args
-        self.model = load_model(model_path)  # the same path on every node (docs/cluster.md)
+        # the same path on every node (docs/cluster.md)
+        self.model = load_model(model_path, runtime="keras" if device == "gpu" else "auto")
         faces.face_engine()
         self.model.warm()
 
@@ -121,12 +130,19 @@ def _quiet_data(ray: Any) -> None:
         ctx.print_on_execution_start = False
 
 
-def pool_size(ray: Any, options: RayOptions) -> int:
-    """Actors for the cluster as it is now: every CPU busy, none waiting."""
+def pool_size(resources: dict[str, float], options: RayOptions) -> int:
+    """Actors for a cluster with these resources (Ray's `cluster_resources()`): every CPU busy, none
+    waiting, and on GPUs no more than they hold. PhototagError when GPU actors are asked of a cluster
+    without a GPU."""
+    if options.device == "gpu" and resources.get("GPU", 0.0) < options.gpus_per_actor:
+        raise PhototagError("--device gpu: the Ray cluster has no GPU; without --device gpu its actors run on "
+                            "the CPUs")
     if options.actors:
         return options.actors
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    return max(1, int(cpus // options.cpus_per_actor))
+    actors = max(1, int(float(resources.get("CPU", 1)) // options.cpus_per_actor))
+    if options.device == "gpu":
+        actors = min(actors, max(1, int(resources["GPU"] / options.gpus_per_actor + 1e-9)))
+    return actors
 
 
 def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_args: tuple, model: AgeModel,
@@ -141,7 +157,7 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
     owned = _connect(ray, options.address)
     try:
         _quiet_data(ray)
-        actors = pool_size(ray, options)
+        actors = pool_size(ray.cluster_resources(), options)
         window = options.window or max(1000, 250 * actors)
         pending = first + list(islice(tasks, window - 1))
         while pending:
@@ -209,9 +225,10 @@ class _Datasets:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), size * 4)))
         with warnings.catch_warnings():  # these have no named parameters yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            ds = ds.map_batches(self.actor, fn_constructor_args=(self.args, self.model_path), batch_size=per_call,
-                                num_cpus=self.opt.cpus_per_actor, compute=ray.data.ActorPoolStrategy(size=size),
-                                batch_format="numpy", **fault)
+            gpus = {"num_gpus": self.opt.gpus_per_actor} if self.opt.device == "gpu" else {}
+            ds = ds.map_batches(self.actor, fn_constructor_args=(self.args, self.model_path, self.opt.device),
+                                batch_size=per_call, num_cpus=self.opt.cpus_per_actor,
+                                compute=ray.data.ActorPoolStrategy(size=size), batch_format="numpy", **gpus, **fault)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 for blob in batch["result"]:
@@ -235,7 +252,10 @@ class _Datasets:
         gc.collect()
         deadline = time.monotonic() + timeout
         while True:
-            free = int(self.ray.available_resources().get("CPU", 0.0) // self.opt.cpus_per_actor)
+            available = self.ray.available_resources()
+            free = int(available.get("CPU", 0.0) // self.opt.cpus_per_actor)
+            if self.opt.device == "gpu":
+                free = min(free, int(available.get("GPU", 0.0) / self.opt.gpus_per_actor + 1e-9))
             if free >= wanted or time.monotonic() > deadline:
                 return max(1, min(wanted, free))
             time.sleep(0.25)

@@ -30,7 +30,7 @@ from ..tags.exif import NullWriter, Writer
 from ..tags.names import keyword_problem
 from ..tags.retag import FAILED, PENDING, UNTAGGED, Retagger, regroup_faces
 from .analyse import Analysis, age_faces, analyse, file_hashes, known_boxes, sha256_file, stat_key, warm_worker
-from .cluster import GPU_WITH_RAY, WORKER_LOST, RayOptions, ray_analyses
+from .cluster import DEVICES as RAY_DEVICES, GPU_WITH_RAY, WORKER_LOST, RayOptions, ray_analyses
 from .decode import DEFAULT_DETECT_SIZE, taken_at
 from .walk import StaleTemp, WalkError, walk
 
@@ -511,6 +511,8 @@ def scan(roots: Iterable[str | Path], index: Index, model: AgeModel, *, writer: 
         raise PhototagError(f"unknown runtime {options.runtime!r}: use litert or keras")
     if options.runtime == "keras" and options.ray is not None:
         raise PhototagError(GPU_WITH_RAY)
+    if options.ray is not None and options.ray.device not in RAY_DEVICES:
+        raise PhototagError(f"unknown Ray device {options.ray.device!r}: use cpu or gpu")
     if options.runtime == "keras" and model.prefer != "keras":
         model = load_model(model.path, runtime="keras")  # the age network's Keras copy, batched across photos
     return _Scan(list(roots), index, model, writer or NullWriter(), options, on_failure or (lambda p, r: None),
