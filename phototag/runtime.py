@@ -23,7 +23,7 @@ from .errors import DependencyError, PhototagError
 
 __all__ = ["MODELS_DIR", "Runner", "import_keras", "native_stderr_silenced", "file_sha256",
            "face_recognition_api", "load_dlib", "dlib_model_file", "find_gpu", "runtime_for_device", "DEVICES",
-           "engine_threads", "pad_batch", "ready_for_inference"]
+           "engine_threads", "pad_batch", "ready_for_inference", "share_gpu_memory"]
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -92,6 +92,14 @@ def pad_batch(x: np.ndarray, cap: int) -> np.ndarray:
     if size == n:
         return x
     return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+
+
+def share_gpu_memory() -> None:
+    """For a process that shares its GPU with others (scan workers, Ray actors): take memory as it is
+    needed, where JAX would take 75 % of the GPU at start and TensorFlow all of it. Call it before
+    Keras is imported; what the user set wins."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 
 def ready_for_inference(keras: Any) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import faces
 from ..errors import PhotoError
+from ..runtime import share_gpu_memory
 from ..tags.exif import content_hash
 from .decode import CROP_FACE_PX, decode, load_face_regions, pixel_budget
 
@@ -137,8 +138,8 @@ def warm_worker(engine: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One worker per core: each runs the face engine on one thread, or they would fight for the cores.
     os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
-    if engine == "keras":  # the workers share one GPU: each takes memory as it needs it, not 75 % of it
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if engine == "keras":  # the workers share one GPU
+        share_gpu_memory()
     faces.use_engine(engine)
     faces.warm()
 

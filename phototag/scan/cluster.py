@@ -25,7 +25,7 @@ import numpy as np
 from .. import faces
 from ..ages.model import AgeModel, load_model
 from ..errors import DependencyError, PhototagError
-from ..runtime import native_stderr_silenced
+from ..runtime import native_stderr_silenced, share_gpu_memory
 from .analyse import Analysis, age_faces, analyse, known_boxes
 
 __all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "pool_size", "WORKER_LOST", "GPU_WITH_RAY"]
@@ -71,8 +71,8 @@ class PhotoActor:
     def __init__(self, analyse_args: tuple, model_path: str, device: str = "cpu") -> None:
         # Small arguments only: Ray restarts a dead actor from them, and cannot once they are gone.
         os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")  # one engine thread per actor CPU
-        if device == "gpu":  # actors share a GPU: each takes memory as it needs it, not 75 % of it
-            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if device == "gpu":  # eight actors share a GPU
+            share_gpu_memory()
             faces.use_engine("keras")
         self.args = analyse_args
         # the same path on every node (docs/cluster.md)
