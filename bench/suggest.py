@@ -2,7 +2,9 @@
 
     python -m bench.suggest --fgnet ../shared/datasets/fgnet-dev --adience ../shared/datasets/adience-dev
 
-Each album is scanned with the defaults. Then, for its first 200 suggestions: the share of the top 10
+Each album is scanned with the defaults (with --fgnet-crossval, fgnet-dev's labelled faces get the age
+distributions of fold networks that never saw the person before its people are grouped and dated:
+the shipped network learned from fgnet-dev). Then, for its first 200 suggestions: the share of the top 10
 and top 20 pairs that are one person (each entry counted as the person most of its faces show), and
 a user's session: going down the list, accepting the right pairs (a merge) and rejecting the wrong
 ones, until BCubed recall reaches 0.95 or the list ends. Writes suggest.json and suggest.md.
@@ -75,6 +77,25 @@ def quality(db: Path, truth_of: Any, limit: int = 200, **options: Any) -> dict[s
             "suggestions_looked_at": looked, "merges": merges}
 
 
+def _honest_ages(db: Path, crossval: dict[str, Any]) -> int:
+    """Give each labelled fgnet-dev face the age distribution of the fold network that never saw the
+    person (the shipped one learned from these faces), then group and date the album's people on
+    them, as a scan would have. Returns how many faces were given one."""
+    from phototag.ages.groups import pack_distribution
+    from phototag.people.update import update_people
+    from phototag.store.index import Index
+
+    with Index(db) as index:
+        with index.transaction() as conn:
+            rows = conn.execute("SELECT f.id, p.path FROM faces f JOIN photos p ON p.id = f.photo_id "
+                                "WHERE f.idx = 0").fetchall()
+            given = [(pack_distribution(crossval[Path(path).name]), face_id)
+                     for face_id, path in rows if Path(path).name in crossval]
+            conn.executemany("UPDATE faces SET distribution = ? WHERE id = ?", given)
+        update_people(index)
+    return len(given)
+
+
 def adience_truth(folder: Path) -> Any:
     names = adience_labels(folder)
     return lambda name, idx: names.get(name) if idx == 0 else None
@@ -86,6 +107,7 @@ def fgnet_truth(_folder: Path) -> Any:
 
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# Merge suggestions on real albums\n", r["machine"] + "\n",
+             f"fgnet-dev's ages: {r.get('fgnet_ages', 'in-sample (the shipped network learned from them)')}.\n",
              "| album | faces / entries | top 10 right | top 20 right | recall before | merges (suggestions "
              "looked at) | recall after | precision after |", "|---|---|---|---|---|---|---|---|"]
     for key, q in r["sets"].items():
@@ -102,16 +124,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fgnet", type=Path)
     ap.add_argument("--adience", type=Path)
+    ap.add_argument("--fgnet-crossval", type=Path,
+                    help="fgnet-crossval.npz of a `training.finetune --no-final` run: fgnet-dev's ages from networks "
+                         "that never saw the person (without it they are the shipped network's, in-sample)")
+    ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"),
+                    help="the card whose output rules the cross-validated distributions get")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"machine": machine(), "sets": {}}
+    crossval = None
+    if args.fgnet_crossval:
+        from bench.grouping import crossval_distributions
+
+        crossval = crossval_distributions(args.fgnet_crossval, args.card)
+        result["fgnet_ages"] = f"cross-validated ({args.fgnet_crossval.name}, with {args.card.name}'s output rules)"
     work = Path(tempfile.mkdtemp(prefix="phototag-suggest-"))
     try:
         for key, folder, truth in (("fgnet-dev", args.fgnet, fgnet_truth), ("adience-dev", args.adience, adience_truth)):
             if folder:
                 print(f"{key} ...", file=sys.stderr)
                 db = work / f"{key}.db"
-                _scan(folder, db)
+                if key == "fgnet-dev" and crossval is not None:
+                    _scan(folder, db, people=False)
+                    result["fgnet_honest_faces"] = _honest_ages(db, crossval)
+                else:
+                    _scan(folder, db)
                 result["sets"][key] = quality(db, truth(folder))
                 print(json.dumps(result["sets"][key]), file=sys.stderr)
     finally:
