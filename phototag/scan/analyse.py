@@ -20,7 +20,7 @@ from ..runtime import share_gpu_memory
 from ..tags.exif import content_hash
 from .decode import CROP_FACE_PX, decode, load_face_regions, pixel_budget
 
-__all__ = ["Analysis", "analyse", "age_faces", "file_hashes", "sha256_file"]
+__all__ = ["Analysis", "analyse", "age_faces", "file_hashes", "sha256_file", "prepare_process"]
 
 
 @dataclass
@@ -131,16 +131,22 @@ def stat_key(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def prepare_process(engine: str | None = None) -> None:
+    """Set up a process that analyses photos beside others (a scan worker, a Ray actor): the face
+    engine on one thread, since there is one such process per core or they would fight for the cores;
+    on the Keras engine (a GPU shared by several of them) GPU memory taken as needed."""
+    os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
+    if engine == "keras":
+        share_gpu_memory()
+    faces.use_engine(engine)
+
+
 def warm_worker(engine: str | None = None) -> None:
     """Workers leave Ctrl-C to the main process, which commits what is done and stops them."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One worker per core: each runs the face engine on one thread, or they would fight for the cores.
-    os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")
-    if engine == "keras":  # the workers share one GPU
-        share_gpu_memory()
-    faces.use_engine(engine)
+    prepare_process(engine)
     faces.warm()
 
 

@@ -25,8 +25,8 @@ import numpy as np
 from .. import faces
 from ..ages.model import AgeModel, load_model
 from ..errors import DependencyError, PhototagError
-from ..runtime import native_stderr_silenced, share_gpu_memory
-from .analyse import Analysis, age_faces, analyse, known_boxes
+from ..runtime import native_stderr_silenced
+from .analyse import Analysis, age_faces, analyse, known_boxes, prepare_process
 
 __all__ = ["RayOptions", "require_ray", "ray_analyses", "PhotoActor", "pool_size", "WORKER_LOST", "GPU_WITH_RAY"]
 
@@ -70,10 +70,7 @@ class PhotoActor:
 
     def __init__(self, analyse_args: tuple, model_path: str, device: str = "cpu") -> None:
         # Small arguments only: Ray restarts a dead actor from them, and cannot once they are gone.
-        os.environ.setdefault("PHOTOTAG_ENGINE_THREADS", "1")  # one engine thread per actor CPU
-        if device == "gpu":  # eight actors share a GPU
-            share_gpu_memory()
-            faces.use_engine("keras")
+        prepare_process("keras" if device == "gpu" else None)
         self.args = analyse_args
         # the same path on every node (docs/cluster.md)
         self.model = load_model(model_path, runtime="keras" if device == "gpu" else "auto")
@@ -139,9 +136,14 @@ def pool_size(resources: dict[str, float], options: RayOptions) -> int:
                             "the CPUs")
     if options.actors:
         return options.actors
-    actors = max(1, int(float(resources.get("CPU", 1)) // options.cpus_per_actor))
+    return max(1, _actors_fitting({"CPU": 1.0, **resources}, options))
+
+
+def _actors_fitting(resources: dict[str, float], options: RayOptions) -> int:
+    """How many actors these CPUs (and, for GPU actors, GPUs) hold."""
+    actors = int(float(resources.get("CPU", 0.0)) // options.cpus_per_actor)
     if options.device == "gpu":
-        actors = min(actors, max(1, int(resources["GPU"] / options.gpus_per_actor + 1e-9)))
+        actors = min(actors, int(float(resources.get("GPU", 0.0)) / options.gpus_per_actor + 1e-9))
     return actors
 
 
@@ -252,10 +254,7 @@ class _Datasets:
         gc.collect()
         deadline = time.monotonic() + timeout
         while True:
-            available = self.ray.available_resources()
-            free = int(available.get("CPU", 0.0) // self.opt.cpus_per_actor)
-            if self.opt.device == "gpu":
-                free = min(free, int(available.get("GPU", 0.0) / self.opt.gpus_per_actor + 1e-9))
+            free = _actors_fitting(self.ray.available_resources(), self.opt)
             if free >= wanted or time.monotonic() > deadline:
                 return max(1, min(wanted, free))
             time.sleep(0.25)
