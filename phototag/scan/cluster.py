@@ -224,7 +224,10 @@ class _Datasets:
         ray = self.ray
         size = min(self.actors, len(rows)) if first else self._room(min(self.actors, len(rows)))
         fault = {"max_task_retries": self.opt.retries} if first else {"max_restarts": 0}
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), size * 4)))
+        # A block per call: an actor's results come back call by call, so the index commits them as
+        # they come and a killed scan loses at most a call per actor (blocks of 25 photos came back
+        # whole, 18 s apart on 2 cores; the same total time).
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_call)))
         with warnings.catch_warnings():  # these have no named parameters yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             gpus = {"num_gpus": self.opt.gpus_per_actor} if self.opt.device == "gpu" else {}
