@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 
 from phototag.ages.model import load_model
 from phototag.cli import app
-from phototag.scan.cluster import RayOptions
+from phototag.scan.cluster import RayOptions, require_ray
 from phototag.scan.pipeline import ScanOptions, scan
 from phototag.store.index import Index
 
@@ -40,8 +41,7 @@ def local_ray():
     bookkeeping only: actors that ask for a share of it get one, and run Keras on the CPU."""
     if not HAVE_RAY:
         pytest.skip("Ray is not installed: the cluster extra (uv sync --extra cluster)")
-    import ray
-
+    ray = require_ray()  # as a scan imports it
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -246,6 +246,24 @@ def test_ray_missing_is_one_error_line_naming_the_extra(tmp_path, astronaut):
     assert out.stderr == ("Error: --ray needs Ray Data, which is not installed (ray): uv sync --extra cluster, "
                           "or pip install 'phototag[cluster]'\n")
     assert not (tmp_path / "i.db").exists()
+
+
+@needs_ray
+@pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv on PATH, as the README's commands do")
+def test_ray_local_under_uv_run_from_another_folder(tmp_path, astronaut):
+    """`uv run --project DIR phototag scan --ray local` from outside DIR: Ray's own `uv run` propagation
+    refused to start ("... is not in the working_dir"); phototag turns it off. --no-sync: the suite's
+    environment is used as it is, never re-synced under it."""
+    save_jpeg(tmp_path / "lib" / "a.jpg", astronaut)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_UV_RUN_RUNTIME_ENV"}  # as a user's shell has it
+    out = subprocess.run(["uv", "run", "--no-sync", "--project", str(ROOT), "python", "-m", "phototag", "scan",
+                          str(tmp_path / "lib"), "--db", str(tmp_path / "i.db"), "--no-exif", "-q", "--ray", "local"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    con = sqlite3.connect(tmp_path / "i.db")
+    assert con.execute("SELECT count(*) FROM faces").fetchone()[0] == 1
+    con.close()
 
 
 def _crashing_actor():

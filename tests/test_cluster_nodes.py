@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from phototag.ages.model import load_model
-from phototag.scan.cluster import RayOptions
+from phototag.scan.cluster import RayOptions, require_ray
 from phototag.scan.pipeline import ScanOptions, scan
 from phototag.store.index import Index
 
@@ -24,7 +24,7 @@ PHOTOS = 16
 @pytest.fixture(scope="module")
 def three_nodes():
     """A head and two workers, one CPU each, each its own raylet; the driver joins the head."""
-    import ray
+    ray = require_ray()  # as a scan imports it
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

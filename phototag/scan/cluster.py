@@ -54,7 +54,14 @@ class RayOptions:
 
 
 def require_ray() -> Any:
-    """Ray, or one error naming the extra that installs it."""
+    """Ray, or one error naming the extra that installs it.
+
+    Ray's `uv run` propagation is off unless the user turns it on (RAY_ENABLE_UV_RUN_RUNTIME_ENV=1):
+    under `uv run` Ray would start every worker through `uv run` in a copy of the current folder, and
+    refuses to start at all when the project is not in that folder (`uv run --project DIR phototag`
+    run from elsewhere). Every node runs the phototag installed on it (docs/cluster.md). Ray reads
+    the variable when it is first imported."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     try:
         import ray
         import ray.data  # noqa: F401
