@@ -266,6 +266,59 @@ def test_ray_local_under_uv_run_from_another_folder(tmp_path, astronaut):
     con.close()
 
 
+def _waiting_actor(folder: Path):
+    """A real PhotoActor that, from its second call on, waits up to 30 s for the scan to have taken a
+    result back (folder/'taken', touched by the progress bar), and notes in folder/'late' when it
+    waited in vain. Defined in a function so that Ray pickles it by value."""
+    import time
+
+    from phototag.scan.cluster import PhotoActor
+
+    class _Waiting(PhotoActor):
+        calls = 0
+
+        def __call__(self, batch):
+            self.calls += 1
+            if self.calls > 1:
+                deadline = time.monotonic() + 30
+                while not (folder / "taken").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not (folder / "taken").exists():
+                    (folder / "late").write_text(f"call {self.calls}")
+            return super().__call__(batch)
+
+    return _Waiting
+
+
+class _TouchOnResult:
+    total = 0
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def update(self, n: int) -> None:
+        self.marker.touch()
+
+    def refresh(self) -> None:
+        pass
+
+
+@needs_ray
+def test_results_come_back_call_by_call(tmp_path, astronaut, local_ray):
+    """An actor's first call reaches the scan while the actor works on its second: results stream back
+    call by call, so the index commits them as they come and a killed scan loses at most a call per
+    actor. (When a dataset block held several calls, the second call waited for itself.)"""
+    lib = tmp_path / "lib"
+    for i in range(8):
+        save_jpeg(lib / f"p{i}.jpg", group_photo(astronaut, 1))
+    with Index(tmp_path / "i.db") as ix:
+        summary = scan([lib], ix, load_model(), progress=_TouchOnResult(tmp_path / "taken"),
+                       options=ScanOptions(people=False, ray=RayOptions(actors=1, photos_per_call=1,
+                                                                         actor=_waiting_actor(tmp_path))))
+    assert not (tmp_path / "late").exists()
+    assert (summary.tagged, summary.faces, summary.failures) == (8, 8, [])
+
+
 def _crashing_actor():
     """A real PhotoActor whose process dies (os._exit) whenever a call holds poison.jpg, as a decoder
     that crashes on one file would. Defined in a function so that Ray pickles it by value."""
