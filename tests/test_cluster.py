@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import shutil
 import signal
 import sqlite3
@@ -317,6 +318,36 @@ def test_results_come_back_call_by_call(tmp_path, astronaut, local_ray):
                                                                          actor=_waiting_actor(tmp_path))))
     assert not (tmp_path / "late").exists()
     assert (summary.tagged, summary.faces, summary.failures) == (8, 8, [])
+
+
+@needs_ray
+def test_a_retry_goes_on_while_every_cpu_is_held(tmp_path, astronaut, local_ray):
+    """After a failed dataset, the photos left are sent again even when every CPU stays booked, as a
+    failed dataset's idle actors book theirs for as long as something (a logging handler keeping Ray
+    Data's error records) refers to them: the last actor asks for no CPU rather than wait forever."""
+    from phototag.scan.cluster import PhotoActor, _Datasets
+
+    ray = local_ray
+    holder = ray.remote(num_cpus=2)(_Idle).remote()
+    assert ray.get(holder.ready.remote()) and ray.available_resources().get("CPU", 0.0) == 0.0
+    lib = tmp_path / "lib"
+    for i in range(2):
+        save_jpeg(lib / f"p{i}.jpg", group_photo(astronaut, 1))
+    model, o = load_model(), ScanOptions()
+    args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify, model.input_kind == "chip")
+    run = _Datasets(ray, args, str(model.path), 2, RayOptions(), PhotoActor)
+    run.failed, run.room_timeout = True, 1.0
+    rows = [{"path": os.fsencode(p), "known": pickle.dumps(None)} for p in sorted(map(str, lib.iterdir()))]
+    try:
+        found = list(run.settle(rows, 1))
+    finally:
+        ray.kill(holder)
+    assert sorted((a.path, a.error, len(a.boxes)) for a in found) == [(str(p), None, 1) for p in sorted(lib.iterdir())]
+
+
+class _Idle:
+    def ready(self) -> bool:
+        return True
 
 
 def _crashing_actor():

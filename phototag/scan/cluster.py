@@ -227,9 +227,9 @@ class _Datasets:
         The first dataset of a window restarts a dead actor (on another node if its node is gone) and
         retries its calls. Later ones, after a failure, leave a dead actor dead: restarted, an actor
         that a photo kills every time would hold its CPU for good. A failed dataset's actors may
-        keep their CPUs a while, so a later pool takes the CPUs that are free."""
+        keep their CPUs a while, or for good, so a later pool takes the CPUs that are free (`_room`)."""
         ray = self.ray
-        size = min(self.actors, len(rows)) if first else self._room(min(self.actors, len(rows)))
+        size, share = (min(self.actors, len(rows)), 1.0) if first else self._room(min(self.actors, len(rows)))
         fault = {"max_task_retries": self.opt.retries} if first else {"max_restarts": 0}
         # A block per call: an actor's results come back call by call, so the index commits them as
         # they come and a killed scan loses at most a call per actor (blocks of 25 photos came back
@@ -237,9 +237,9 @@ class _Datasets:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_call)))
         with warnings.catch_warnings():  # these have no named parameters yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            gpus = {"num_gpus": self.opt.gpus_per_actor} if self.opt.device == "gpu" else {}
+            gpus = {"num_gpus": self.opt.gpus_per_actor * share} if self.opt.device == "gpu" else {}
             ds = ds.map_batches(self.actor, fn_constructor_args=(self.args, self.model_path, self.opt.device),
-                                batch_size=per_call, num_cpus=self.opt.cpus_per_actor,
+                                batch_size=per_call, num_cpus=self.opt.cpus_per_actor * share,
                                 compute=ray.data.ActorPoolStrategy(size=size), batch_format="numpy", **gpus, **fault)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
@@ -255,16 +255,26 @@ class _Datasets:
             return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
         return None
 
-    def _room(self, wanted: int, timeout: float = 10.0) -> int:
-        """Actors to start: `wanted`, once the CPUs of a failed dataset's actors are free again (up to
-        `timeout`), or as many as the CPUs free then allow (a node may be gone), at least one."""
+    room_timeout = 10.0  # seconds a later dataset waits for a failed one's CPUs
+
+    def _room(self, wanted: int) -> tuple[int, float]:
+        """Actors to start, and the share of an actor's CPUs (and GPUs) each asks for: `wanted` once
+        the CPUs of a failed dataset's actors are free again (up to `room_timeout`); else as many as
+        the free CPUs allow; else one that asks for none.
+
+        Ray lets a failed dataset's actors go only when nothing refers to them, and something may
+        hold on for good: a logging handler that keeps Ray Data's error records keeps their
+        tracebacks, and with them the actors (pytest's does). Waiting for those CPUs could be
+        forever; idle, those actors use none, so the last actor asks for none."""
         import gc
         import time
 
         gc.collect()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.room_timeout
         while True:
             free = _actors_fitting(self.ray.available_resources(), self.opt)
-            if free >= wanted or time.monotonic() > deadline:
-                return max(1, min(wanted, free))
+            if free >= wanted:
+                return wanted, 1.0
+            if time.monotonic() > deadline:
+                return (free, 1.0) if free else (1, 0.0)
             time.sleep(0.25)
