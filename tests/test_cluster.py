@@ -206,7 +206,8 @@ class _KillOnce:
 
 
 @needs_ray
-def test_a_ray_worker_killed_mid_scan_costs_no_photo(tmp_path, astronaut, local_ray, reliability):
+def test_a_ray_worker_killed_mid_scan_costs_no_photo(tmp_path, astronaut, local_ray, reliability, capfd):
+    """... and Ray's own notices of it ("(raylet) A worker died...") stay off stdout: the scan reports."""
     lib = tmp_path / "lib"
     for i in range(12):
         save_jpeg(lib / f"p{i:02}.jpg", group_photo(astronaut, 1 + i % 3))
@@ -224,6 +225,7 @@ def test_a_ray_worker_killed_mid_scan_costs_no_photo(tmp_path, astronaut, local_
     assert con.execute("SELECT count(*) FROM faces").fetchone()[0] == 24  # none twice
     con.close()
     assert tree_digest(lib) == before
+    assert "(raylet)" not in capfd.readouterr().out
     reliability("a Ray worker killed (SIGKILL) mid-scan", 1, "its photos done again elsewhere, each indexed once")
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from itertools import islice
@@ -125,6 +127,24 @@ def _quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _WithoutRayNotices:
+    """sys.stdout, less what Ray's driver prints from its error-listening thread: "(raylet) A worker
+    died...", "Task ... will be retried". Ray prints them on stdout whatever log_to_driver says (no
+    switch turns them off), and the scan itself reports what they are about: a photo retried
+    elsewhere, or one line for a photo lost with its workers. Other threads write through."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name == "ray_listen_error_messages":
+            return len(text)
+        return self.out.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.out, name)
+
+
 def _quiet_data(ray: Any) -> None:
     """No Ray Data progress bars or plan logs: the scan's own bar and summary are what a user sees."""
     ctx = ray.data.DataContext.get_current()
@@ -163,8 +183,10 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
     if not first:
         return  # nothing to analyse: Ray is not even started
     _quiet_logs()
-    owned = _connect(ray, options.address)
+    notices = sys.stdout = _WithoutRayNotices(sys.stdout)
+    owned = False
     try:
+        owned = _connect(ray, options.address)
         _quiet_data(ray)
         actors = pool_size(ray.cluster_resources(), options)
         window = options.window or max(1000, 250 * actors)
@@ -176,6 +198,8 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
     finally:
         if owned:
             ray.shutdown()
+        if sys.stdout is notices:
+            sys.stdout = notices.out
 
 
 def _window(ray: Any, tasks: list, analyse_args: tuple, model_path: str, actors: int,
