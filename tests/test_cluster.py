@@ -335,8 +335,8 @@ def test_a_retry_goes_on_while_every_cpu_is_held(tmp_path, astronaut, local_ray)
     lib = tmp_path / "lib"
     for i in range(2):
         save_jpeg(lib / f"p{i}.jpg", group_photo(astronaut, 1))
-    model, o = load_model(), ScanOptions()
-    args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify, model.input_kind == "chip")
+    model = load_model()
+    args = ScanOptions().analyse_args(keep_chips=model.input_kind == "chip")
     run = _Datasets(ray, args, str(model.path), 2, RayOptions(), PhotoActor)
     run.failed, run.room_timeout = True, 1.0
     rows = [{"path": os.fsencode(p), "known": pickle.dumps(None)} for p in sorted(map(str, lib.iterdir()))]

@@ -117,11 +117,7 @@ def _runtime(device: str, on_ray: bool) -> str:
     (`_ray_options`), and this machine only checks the name."""
     from ..runtime import DEVICES, runtime_for_device
 
-    if on_ray:
-        if device not in DEVICES:
-            return runtime_for_device(device)  # its Error line
-        return "litert"
-    return runtime_for_device(device)
+    return "litert" if on_ray and device in DEVICES else runtime_for_device(device)  # an unknown name: its Error
 
 
 def _ray_options(address: Optional[str], workers: int, device: str = "auto"):

@@ -86,6 +86,11 @@ class ScanOptions:
     def thorough(cls, **kw: Any) -> "ScanOptions":
         return cls(**{**cls.THOROUGH, **kw})
 
+    def analyse_args(self, keep_chips: bool) -> tuple:
+        """`analyse`'s arguments after the path, as a worker or a Ray actor is handed them."""
+        return (self.detect_size, self.detector, self.upsample, self.min_face, self.min_score, self.verify,
+                keep_chips)
+
 
 @dataclass
 class ScanSummary:
@@ -388,8 +393,7 @@ class _Scan:
         full: IndexFullError | None = None
         self.seen: set[str] = set()
         o = self.opt
-        args = (o.detect_size, o.detector, o.upsample, o.min_face, o.min_score, o.verify,
-                self.model.input_kind == "chip")
+        args = o.analyse_args(keep_chips=self.model.input_kind == "chip")
         try:
             if o.ray is not None:
                 found = ray_analyses(self.tasks(), args, self.model, o.ray)
