@@ -8,6 +8,13 @@ the shipped network learned from fgnet-dev). Then, for its first 200 suggestions
 and top 20 pairs that are one person (each entry counted as the person most of its faces show), and
 a user's session: going down the list, accepting the right pairs (a merge) and rejecting the wrong
 ones, until BCubed recall reaches 0.95 or the list ends. Writes suggest.json and suggest.md.
+
+The time scale (how fast a pair of faces counts less the more years lie between their photos) is
+chosen by leaving people out: fgnet-dev's 41 people are split in two halves of other people, each an
+index grouped on its own, and each half's figure is measured at the scale the other half chose (the
+most right pairs in the top 20, then the top 10; ties to the smaller scale). adience-dev is undated,
+so every scale gives it the same list. The shipped scale is chosen on both halves: fgnet-dev's whole
+figure at it is not held out.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 from bench.people import _scan, adience_labels, bcubed
 
 TARGET_RECALL = 0.95
+SCALES = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]  # years; 0: every pair of faces counts the same (the plain average)
 
 
 def _faces(db: Path, truth_of: Any) -> list[tuple[int, int, str]]:
@@ -96,6 +104,89 @@ def _honest_ages(db: Path, crossval: dict[str, Any]) -> int:
     return len(given)
 
 
+def people_halves(db: Path, work: Path) -> dict[str, Path]:
+    """fgnet-dev's index split by people ((id // 2) % 2: its ids are odd) into two indexes, each grouped
+    and dated on its own, as two albums of other people would be."""
+    from phototag.people.update import update_people
+    from phototag.store.index import Index
+
+    out = {}
+    for half in (0, 1):
+        path = work / f"fgnet-half{half}.db"
+        shutil.copy(db, path)
+        with Index(path) as index:
+            with index.transaction() as conn:
+                drop = [(i,) for i, p in conn.execute("SELECT id, path FROM photos").fetchall()
+                        if (int(Path(p).name[:3]) // 2) % 2 != half]
+                conn.executemany("DELETE FROM faces WHERE photo_id = ?", drop)
+                conn.executemany("DELETE FROM photos WHERE id = ?", drop)
+                conn.execute("UPDATE faces SET person_id = NULL, age_source = 'photo', person_distribution = NULL")
+                conn.execute("DELETE FROM people")
+            update_people(index)
+        out[f"fgnet-half{half}"] = path
+    return out
+
+
+GAPS = [(0, 1), (1, 3), (3, 6), (6, 10), (10, 15), (15, 25), (25, 60)]  # years between two photos
+
+
+def drift(db: Path) -> list[dict[str, Any]]:
+    """fgnet-dev's labelled faces in pairs, by the years between their photos: the median descriptor
+    distance of one person's pairs and of two people's (why near-in-time faces count most)."""
+    import datetime as dt
+
+    import numpy as np
+
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT p.path, p.taken_at, f.descriptor FROM faces f JOIN photos p ON p.id = f.photo_id "
+                       "WHERE f.idx = 0").fetchall()
+    con.close()
+    who = np.array([Path(r[0]).name[:3] for r in rows])
+    years = np.array([dt.date.fromisoformat(r[1][:10]).toordinal() for r in rows]) / 365.2425
+    x = np.stack([np.frombuffer(r[2], "<f4") for r in rows]).astype(np.float64)
+    sq = (x * x).sum(1)
+    upper = np.triu_indices(len(rows), 1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0))[upper]
+    gap = np.abs(years[:, None] - years[None, :])[upper]
+    same = (who[:, None] == who[None, :])[upper]
+    out = []
+    for lo, hi in GAPS:
+        m = (gap >= lo) & (gap < hi)
+        out.append({"years": f"{lo}-{hi}", "same_pairs": int((m & same).sum()),
+                    "same_median": round(float(np.median(d[m & same])), 3),
+                    "other_pairs": int((m & ~same).sum()), "other_median": round(float(np.median(d[m & ~same])), 3),
+                    "other_5th_percentile": round(float(np.percentile(d[m & ~same], 5)), 3)})
+    return out
+
+
+def choose_scale(by_scale: dict[float, dict[str, Any]]) -> float:
+    """The most right pairs in the top 20, then in the top 10; ties to the smaller scale."""
+    return max(by_scale, key=lambda t: (by_scale[t]["top20_right"], by_scale[t]["top10_right"], -t))
+
+
+def sweep(dbs: dict[str, tuple[Path, Any]]) -> dict[str, Any]:
+    """Every set at every scale; each half's held-out figure at the scale the other half chose."""
+    table = {name: {t: quality(db, truth, time_scale_years=t or None) for t in SCALES} for name, (db, truth) in dbs.items()}
+    out: dict[str, Any] = {"scales": SCALES, "table": {n: {str(t): q for t, q in rows.items()} for n, rows in table.items()},
+                           "held_out": {}}
+    if {"fgnet-half0", "fgnet-half1"} <= set(table):
+        for held, chooser in (("fgnet-half0", "fgnet-half1"), ("fgnet-half1", "fgnet-half0")):
+            t = choose_scale(table[chooser])
+            out["held_out"][held] = {"chosen_on": chooser, "scale": t, **table[held][t]}
+        both = {t: {k: table["fgnet-half0"][t][k] + table["fgnet-half1"][t][k] for k in ("top20_right", "top10_right")}
+                for t in SCALES}
+        out["shipped_scale"] = choose_scale(both)
+    return out
+
+
+def _group(db: Path) -> None:
+    from phototag.people.update import update_people
+    from phototag.store.index import Index
+
+    with Index(db) as index:
+        update_people(index)
+
+
 def adience_truth(folder: Path) -> Any:
     names = adience_labels(folder)
     return lambda name, idx: names.get(name) if idx == 0 else None
@@ -115,6 +206,28 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{q['top20_right']} of {q['top20']} | {q['recall_before']} | {q['merges']} "
                      f"({q['suggestions_looked_at']}) | {q['recall_after']}"
                      f"{'' if q['reached_target'] else ' (0.95 not reached)'} | {q['precision_after']} |")
+    if rows := r.get("drift"):
+        lines += ["", "## One person's faces drift apart over the years; two people's stay apart", "",
+                  "fgnet-dev's labelled faces in pairs, by the years between their two photos: median descriptor "
+                  "distance.", "", "| years apart | one person (pairs) | two people (pairs) | two people, 5th percentile |",
+                  "|---|---|---|---|"]
+        lines += [f"| {g['years']} | {g['same_median']:.3f} ({g['same_pairs']}) | {g['other_median']:.3f} ({g['other_pairs']}) | "
+                  f"{g['other_5th_percentile']:.3f} |" for g in rows]
+    if sw := r.get("sweep"):
+        names = list(sw["table"])
+        lines += ["", "## The time scale, chosen by leaving people out", "",
+                  "Top 10 / top 20 right at each scale (years; 0: the plain average). Each half of fgnet-dev's "
+                  "people is measured at the scale the other half chose (**bold**); the shipped scale, chosen on "
+                  f"both halves: {sw.get('shipped_scale')} years.", "",
+                  "| scale | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+        for t in sw["scales"]:
+            cells = []
+            for n in names:
+                q = sw["table"][n][str(t)]
+                text = f"{q['top10_right']} / {q['top20_right']} of {q['top20']}"
+                held = sw["held_out"].get(n)
+                cells.append(f"**{text}**" if held and held["scale"] == t else text)
+            lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                          "that never saw the person (without it they are the shipped network's, in-sample)")
     ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"),
                     help="the card whose output rules the cross-validated distributions get")
+    ap.add_argument("--fgnet-db", type=Path, help="fgnet-dev already scanned with `--no-people` (default: scan it now)")
+    ap.add_argument("--adience-db", type=Path, help="adience-dev already scanned with `--no-people`")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also measure every time scale, fgnet-dev's halves choosing for each other")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"machine": machine(), "sets": {}}
@@ -139,18 +256,31 @@ def main(argv: list[str] | None = None) -> int:
         crossval = crossval_distributions(args.fgnet_crossval, args.card)
         result["fgnet_ages"] = f"cross-validated ({args.fgnet_crossval.name}, with {args.card.name}'s output rules)"
     work = Path(tempfile.mkdtemp(prefix="phototag-suggest-"))
+    dbs: dict[str, tuple[Path, Any]] = {}
     try:
         for key, folder, truth in (("fgnet-dev", args.fgnet, fgnet_truth), ("adience-dev", args.adience, adience_truth)):
             if folder:
                 print(f"{key} ...", file=sys.stderr)
                 db = work / f"{key}.db"
-                if key == "fgnet-dev" and crossval is not None:
+                given = args.fgnet_db if key == "fgnet-dev" else args.adience_db
+                if given:  # scanned already, without people: grouped here as the scan would
+                    shutil.copy(given, db)
+                elif key == "fgnet-dev" and crossval is not None:
                     _scan(folder, db, people=False)
-                    result["fgnet_honest_faces"] = _honest_ages(db, crossval)
                 else:
                     _scan(folder, db)
+                if key == "fgnet-dev" and crossval is not None:
+                    result["fgnet_honest_faces"] = _honest_ages(db, crossval)
+                elif given:
+                    _group(db)
                 result["sets"][key] = quality(db, truth(folder))
                 print(json.dumps(result["sets"][key]), file=sys.stderr)
+                dbs[key] = (db, truth(folder))
+                if key == "fgnet-dev":
+                    result["drift"] = drift(db)
+                    dbs.update({k: (v, truth(folder)) for k, v in people_halves(db, work).items()})
+        if args.sweep:
+            result["sweep"] = sweep(dbs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)

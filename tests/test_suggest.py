@@ -10,6 +10,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -146,3 +147,46 @@ def test_the_sheet_draws_a_row_per_pair(split, tmp_path):
     with Image.open(out) as im:
         w, h = im.size
     assert w > h  # 8 faces a row, 3 rows
+
+
+def _index_of(db: Path, people: dict[int, list[tuple[str | None, np.ndarray]]]) -> None:
+    """An index holding these people: each face (the date its photo was taken, its descriptor) in its
+    own photo."""
+    Index(db).close()
+    con = sqlite3.connect(db)
+    with con:
+        for person, faces in people.items():
+            con.execute("INSERT INTO people (id, face_count) VALUES (?, ?)", (person, len(faces)))
+            for k, (taken, descriptor) in enumerate(faces):
+                photo = con.execute("INSERT INTO photos (path, status, taken_at) VALUES (?, 'ok', ?)",
+                                    (f"/photos/{person}-{k}.jpg", taken)).lastrowid
+                con.execute("INSERT INTO faces (photo_id, idx, descriptor, person_id) VALUES (?, 0, ?, ?)",
+                            (photo, np.asarray(descriptor, "<f4").tobytes(), person))
+    con.close()
+
+
+def test_faces_photographed_close_in_time_count_most(tmp_path):
+    """Person 1 has a face of 2000 and one of 2020. Person 2's face of 2020 is 0.40 from person 1's face
+    of that year and 0.80 from the one twenty years before (0.60 on average); person 3's face of 2010
+    is 0.55 from both. One person's faces drift apart over the years and two people's do not, so
+    person 2 comes first. Undated, nothing says which faces are near in time: the plain average."""
+    def at(x, y=0.0):
+        v = np.zeros(128)
+        v[:2] = x, y
+        return v
+
+    db = tmp_path / "i.db"
+    _index_of(db, {1: [("2000-06-01T12:00:00", at(-0.4)), ("2020-06-01T12:00:00", at(0.0))],
+                   2: [("2020-07-01T12:00:00", at(0.4))],
+                   3: [("2010-06-01T12:00:00", at(-0.2, 0.2625 ** 0.5))]})
+    pairs = _suggest(db)
+    assert [(p["person_a"], p["person_b"]) for p in pairs] == [(1, 2), (1, 3)]  # 2 and 3: 0.79 apart
+    assert pairs[0]["distance"] == pytest.approx(0.40, abs=1e-3) and pairs[1]["distance"] == pytest.approx(0.55, abs=1e-3)
+    assert pairs[0]["why"].startswith("their faces are 0.40 apart, those photographed closest in time counting "
+                                      "most (0.60 on average)")
+    undated = tmp_path / "undated.db"
+    _index_of(undated, {1: [(None, at(-0.4)), (None, at(0.0))], 2: [(None, at(0.4))],
+                        3: [(None, at(-0.2, 0.2625 ** 0.5))]})
+    pairs = _suggest(undated)
+    assert [(p["person_a"], p["person_b"], p["distance"]) for p in pairs] == [(1, 3, 0.55), (1, 2, 0.6)]
+    assert pairs[0]["why"].startswith("their faces are 0.55 apart on average")

@@ -54,6 +54,7 @@ def export_chips(spec: str, out: Path, *, split: str | None = None, limit: int |
     data = b"".join(d[1] for d in done)
     offsets = np.cumsum([0] + [len(d[1]) for d in done]).astype(np.int64)
     rec = [by_key[d[0]] for d in done]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # after minutes of work, not lost to a missing folder
     np.savez_compressed(out, data=np.frombuffer(data, np.uint8), offsets=offsets, keys=np.array([d[0] for d in done]),
              ages=np.array([-1 if r.age is None else r.age for r in rec], np.int16),
              groups=np.array([r.group or "" for r in rec]),

@@ -178,7 +178,8 @@ def suggest(db: Optional[Path] = DbOption,
                                                  "(.jpg or .png): a row per pair, the first person's faces then "
                                                  "the second's."),
             format: str = FormatOption) -> None:
-    """Pairs of people that are probably one, best first, with how far apart their faces are and why.
+    """Pairs of people that are probably one, best first, with how far apart their faces are (those
+    photographed nearest in time counting most) and why.
     Accept one with `phototag people merge A B`; say they are two with `phototag people reject A B`."""
     from ..people.suggest import suggest_merges
 
