@@ -12,7 +12,8 @@ ones, until BCubed recall reaches 0.95 or the list ends. Writes suggest.json and
 The time scale (how fast a pair of faces counts less the more years lie between their photos) is
 chosen by leaving people out: fgnet-dev's 41 people are split in two halves of other people, each an
 index grouped on its own, and each half's figure is measured at the scale the other half chose (the
-most right pairs in the top 20, then the top 10; ties to the smaller scale). adience-dev is undated,
+most right pairs in the top 20, then the top 10; ties to the smaller scale; with several runs of
+cross-validated ages, on their mean). adience-dev is undated,
 so every scale gives it the same list. The shipped scale is chosen on both halves: fgnet-dev's whole
 figure at it is not held out.
 """
@@ -159,21 +160,31 @@ def drift(db: Path) -> list[dict[str, Any]]:
     return out
 
 
-def choose_scale(by_scale: dict[float, dict[str, Any]]) -> float:
+def choose_scale(by_scale: dict[float, dict[str, float]]) -> float:
     """The most right pairs in the top 20, then in the top 10; ties to the smaller scale."""
     return max(by_scale, key=lambda t: (by_scale[t]["top20_right"], by_scale[t]["top10_right"], -t))
 
 
-def sweep(dbs: dict[str, tuple[Path, Any]]) -> dict[str, Any]:
-    """Every set at every scale; each half's held-out figure at the scale the other half chose."""
-    table = {name: {t: quality(db, truth, time_scale_years=t or None) for t in SCALES} for name, (db, truth) in dbs.items()}
-    out: dict[str, Any] = {"scales": SCALES, "table": {n: {str(t): q for t, q in rows.items()} for n, rows in table.items()},
-                           "held_out": {}}
-    if {"fgnet-half0", "fgnet-half1"} <= set(table):
+def _mean(figures: list[dict[str, Any]]) -> dict[str, float]:
+    return {k: float(sum(q[k] for q in figures) / len(figures)) for k in ("top10_right", "top20_right", "top20")}
+
+
+def sweep(runs: list[dict[str, tuple[Path, Any]]]) -> dict[str, Any]:
+    """Every set at every scale, for each run of fgnet-dev's cross-validated ages; the scale each half
+    is measured at is chosen on the other half's figures averaged over the runs."""
+    done: dict[Path, dict[float, dict[str, Any]]] = {}  # an index the runs share (adience-dev): measured once
+    tables = [{name: done.setdefault(db, {t: quality(db, truth, time_scale_years=t or None) for t in SCALES})
+               for name, (db, truth) in dbs.items()} for dbs in runs]
+    mean = {name: {t: _mean([tb[name][t] for tb in tables]) for t in SCALES} for name in tables[0]}
+    out: dict[str, Any] = {"scales": SCALES, "runs": len(runs), "held_out": {},
+                           "table": {n: {str(t): q for t, q in rows.items()} for n, rows in mean.items()},
+                           "each_run": [{n: {str(t): q for t, q in rows.items()} for n, rows in tb.items()}
+                                        for tb in tables]}
+    if {"fgnet-half0", "fgnet-half1"} <= set(mean):
         for held, chooser in (("fgnet-half0", "fgnet-half1"), ("fgnet-half1", "fgnet-half0")):
-            t = choose_scale(table[chooser])
-            out["held_out"][held] = {"chosen_on": chooser, "scale": t, **table[held][t]}
-        both = {t: {k: table["fgnet-half0"][t][k] + table["fgnet-half1"][t][k] for k in ("top20_right", "top10_right")}
+            t = choose_scale(mean[chooser])
+            out["held_out"][held] = {"chosen_on": chooser, "scale": t, **mean[held][t]}
+        both = {t: {k: mean["fgnet-half0"][t][k] + mean["fgnet-half1"][t][k] for k in ("top20_right", "top10_right")}
                 for t in SCALES}
         out["shipped_scale"] = choose_scale(both)
     return out
@@ -215,19 +226,25 @@ def markdown(r: dict[str, Any]) -> str:
                   f"{g['other_5th_percentile']:.3f} |" for g in rows]
     if sw := r.get("sweep"):
         names = list(sw["table"])
+        runs = sw.get("runs", 1)
         lines += ["", "## The time scale, chosen by leaving people out", "",
-                  "Top 10 / top 20 right at each scale (years; 0: the plain average). Each half of fgnet-dev's "
-                  "people is measured at the scale the other half chose (**bold**); the shipped scale, chosen on "
-                  f"both halves: {sw.get('shipped_scale')} years.", "",
-                  "| scale | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-        for t in sw["scales"]:
-            cells = []
-            for n in names:
-                q = sw["table"][n][str(t)]
-                text = f"{q['top10_right']} / {q['top20_right']} of {q['top20']}"
-                held = sw["held_out"].get(n)
-                cells.append(f"**{text}**" if held and held["scale"] == t else text)
-            lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+                  "Top 10 / top 20 right at each scale (years; 0: the plain average)"
+                  + (f", the mean over {runs} runs of fgnet-dev's cross-validated ages" if runs > 1 else "")
+                  + ". Each half of fgnet-dev's people is measured at the scale the other half chose (**bold**); the "
+                  f"shipped scale, chosen on both halves: {sw.get('shipped_scale')} years.", ""]
+        tables = [("", sw["table"])] + ([(f"Run {k + 1}", tb) for k, tb in enumerate(sw["each_run"])] if runs > 1 else [])
+        for title, table in tables:
+            if title:
+                lines += ["", title + ":", ""]
+            lines += ["| scale | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+            for t in sw["scales"]:
+                cells = []
+                for n in names:
+                    q = table[n][str(t)]
+                    text = f"{q['top10_right']:g} / {q['top20_right']:g} of {q['top20']:g}"
+                    held = sw["held_out"].get(n)
+                    cells.append(f"**{text}**" if held and held["scale"] == t and not title else text)
+                lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -237,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fgnet", type=Path)
     ap.add_argument("--adience", type=Path)
-    ap.add_argument("--fgnet-crossval", type=Path,
-                    help="fgnet-crossval.npz of a `training.finetune --no-final` run: fgnet-dev's ages from networks "
-                         "that never saw the person (without it they are the shipped network's, in-sample)")
+    ap.add_argument("--fgnet-crossval", type=Path, nargs="+",
+                    help="fgnet-crossval.npz of one or more `training.finetune --no-final` runs: fgnet-dev's ages from "
+                         "networks that never saw the person (without it they are the shipped network's, in-sample); "
+                         "with several, the time scale is chosen on their mean")
     ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"),
                     help="the card whose output rules the cross-validated distributions get")
     ap.add_argument("--fgnet-db", type=Path, help="fgnet-dev already scanned with `--no-people` (default: scan it now)")
@@ -249,38 +267,55 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"machine": machine(), "sets": {}}
-    crossval = None
+    crossvals: list[Any] = [None]
     if args.fgnet_crossval:
         from bench.grouping import crossval_distributions
 
-        crossval = crossval_distributions(args.fgnet_crossval, args.card)
-        result["fgnet_ages"] = f"cross-validated ({args.fgnet_crossval.name}, with {args.card.name}'s output rules)"
+        crossvals = [crossval_distributions(p, args.card) for p in args.fgnet_crossval]
+        names = ", ".join(f"{p.parent.name}/{p.name}" for p in args.fgnet_crossval)
+        result["fgnet_ages"] = f"cross-validated ({names}, with {args.card.name}'s output rules)"
     work = Path(tempfile.mkdtemp(prefix="phototag-suggest-"))
-    dbs: dict[str, tuple[Path, Any]] = {}
+    runs: list[dict[str, tuple[Path, Any]]] = [{} for _ in crossvals]
     try:
         for key, folder, truth in (("fgnet-dev", args.fgnet, fgnet_truth), ("adience-dev", args.adience, adience_truth)):
-            if folder:
-                print(f"{key} ...", file=sys.stderr)
-                db = work / f"{key}.db"
-                given = args.fgnet_db if key == "fgnet-dev" else args.adience_db
-                if given:  # scanned already, without people: grouped here as the scan would
-                    shutil.copy(given, db)
-                elif key == "fgnet-dev" and crossval is not None:
-                    _scan(folder, db, people=False)
-                else:
-                    _scan(folder, db)
-                if key == "fgnet-dev" and crossval is not None:
-                    result["fgnet_honest_faces"] = _honest_ages(db, crossval)
-                elif given:
+            if not folder:
+                continue
+            print(f"{key} ...", file=sys.stderr)
+            db = work / f"{key}.db"
+            given = args.fgnet_db if key == "fgnet-dev" else args.adience_db
+            honest = key == "fgnet-dev" and crossvals[0] is not None
+            if given:  # scanned already, without people: grouped here as the scan would
+                shutil.copy(given, db)
+            else:
+                _scan(folder, db, people=not honest)
+            if key == "adience-dev" or not honest:
+                if given:
                     _group(db)
                 result["sets"][key] = quality(db, truth(folder))
-                print(json.dumps(result["sets"][key]), file=sys.stderr)
-                dbs[key] = (db, truth(folder))
-                if key == "fgnet-dev":
-                    result["drift"] = drift(db)
-                    dbs.update({k: (v, truth(folder)) for k, v in people_halves(db, work).items()})
+                for dbs in runs:
+                    dbs[key] = (db, truth(folder))
+            if key == "fgnet-dev":
+                result["drift"] = drift(db)
+            for k, (crossval, dbs) in enumerate(zip(crossvals, runs)):
+                if not honest:
+                    break
+                run_db = work / f"{key}-run{k + 1}.db"
+                shutil.copy(db, run_db)
+                result["fgnet_honest_faces"] = _honest_ages(run_db, crossval)
+                name = key + (f", run {k + 1}" if len(crossvals) > 1 else "")
+                result["sets"][name] = quality(run_db, truth(folder))
+                dbs[key] = (run_db, truth(folder))
+                halves = work / f"run{k + 1}"
+                halves.mkdir()
+                dbs.update({h: (v, truth(folder)) for h, v in people_halves(run_db, halves).items()})
+            for name, q in result["sets"].items():
+                print(name, json.dumps(q), file=sys.stderr)
+            if key == "fgnet-dev" and not honest:
+                dbs_halves = people_halves(db, work)
+                for dbs in runs:
+                    dbs.update({h: (v, truth(folder)) for h, v in dbs_halves.items()})
         if args.sweep:
-            result["sweep"] = sweep(dbs)
+            result["sweep"] = sweep(runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
