@@ -2,7 +2,7 @@
 it is then measured on, and that set's figure is the held-out one.
 
     python -m bench.grouping --fgnet ../shared/datasets/fgnet-dev --adience ../shared/datasets/adience-dev \
-        --fgnet-crossval RUN/fgnet-crossval.npz [--fgnet-db FG.db --adience-db AD.db] [--out bench/results]
+        --fgnet-crossval RUN/fgnet-crossval.npz [RUN2/fgnet-crossval.npz ...] [--fgnet-db FG.db --adience-db AD.db]
 
 Sets: fgnet-dev (41 people across decades), adience-dev (one family album), and two composites made
 from them: `fgnet-children` (every fgnet-dev face aged 2 to 12: forty children, as in a class album)
@@ -11,14 +11,17 @@ parameter that set is then measured with. A setting is two thresholds: one for p
 both hold a child's face, one for every other pair (one threshold is the setting where they are
 equal). Levers measured on every set, at every setting: the descriptor as the scan computes it,
 averaged with the descriptor of the chip's mirror image, the linkage taken only over faces
-photographed within a window of years of each other, and a quality gate (the album's blurriest and
-most turned faces may join a person but not start one).
+photographed within a window of years of each other, a quality gate (the album's blurriest and
+most turned faces may join a person but not start one), and a linkage over every pair of faces
+weighed by how near in time their photos are (as `people suggest` ranks).
 
 The shipped age network learned from fgnet-dev's faces, so the age distributions a scan stores for
 them are in-sample (median off by 1.3 years where a new face is off by 3.4), and the birth-date rule
 would separate fgnet-dev's people better than a new family's. `--fgnet-crossval` replaces them by
 the distributions of the fold networks that never saw the person (`training.finetune --no-final`),
-with the card's output rules applied, as a scan would apply them.
+with the card's output rules applied, as a scan would apply them. Two runs of that training give
+different networks, and grouping's choice can move with them; given several runs, each figure is the
+mean over them, settings are chosen on the means, and each run's own choice is reported beside.
 BCubed precision and recall, over the one labelled face of each photo. Writes grouping.json and .md.
 """
 
@@ -101,19 +104,24 @@ def crossval_distributions(path: Path, card: Path) -> dict[str, np.ndarray]:
     return {str(k).rsplit("/", 1)[-1]: d[i].astype(np.float32) for i, k in enumerate(z["keys"])}
 
 
-def fgnet_set(db: Path, folder: Path, crossval: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def fgnet_sets(db: Path, folder: Path, crossvals: list[dict[str, np.ndarray]] | None = None) -> list[dict[str, Any]]:
+    """fgnet-dev's faces, once for each run of cross-validated ages (once, in-sample, without any)."""
     births = {r["subject"]: dt.date.fromisoformat(r["birth_date"]) for r in csv.DictReader(open(folder / "births.csv"))}
     rows, a = _load(db)
-    if crossval is not None:  # the labelled faces only: the others are not scored
-        for i, r in enumerate(rows):
-            if r[6] == 0 and Path(r[5]).name in crossval:
-                a["ages"][i] = crossval[Path(r[5]).name]
     subject = [Path(r[5]).name[:3] if r[6] == 0 else None for r in rows]
     a["truth"] = np.array([s or "" for s in subject])
     a["true_age"] = np.array([(dt.date.fromisoformat(r[4][:10]) - births[Path(r[5]).name[:3]]).days / YEAR
                               for r in rows])
     a["mirror"], a["quality"] = _recut(rows)
-    return a
+    out = []
+    for crossval in crossvals or [None]:
+        s = {**a, "ages": a["ages"].copy()}
+        if crossval is not None:  # the labelled faces only: the others are not scored
+            for i, r in enumerate(rows):
+                if r[6] == 0 and Path(r[5]).name in crossval:
+                    s["ages"][i] = crossval[Path(r[5]).name]
+        out.append(s)
+    return out
 
 
 def adience_set(db: Path, folder: Path) -> dict[str, Any]:
@@ -136,22 +144,20 @@ def _join(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
-def _windowed_groups(window_days: float) -> type:
-    """The scan's groups with one change: two groups' linkage is the RMS distance over the pairs of
-    their faces photographed within `window_days` of each other (undated faces pair with all), and
-    groups with no such pair do not merge directly. A person photographed across decades can then be
-    linked through the faces between, year by year, while faces of one person decades apart no longer
-    pull their average apart. A face-level computation: small sets only (a lever being measured)."""
+def _timed_groups(weights: Any) -> type:
+    """The scan's groups with one change: two groups' linkage is the RMS distance over the pairs of their
+    faces, each pair weighed by `weights(days between the two photos)` (NaN for an undated one); groups
+    with no weight between them do not merge directly. A face-level computation: small sets only (a
+    lever being measured)."""
     from phototag.people import grouping
 
-    class Windowed(grouping._Groups):
+    class Timed(grouping._Groups):
         def __init__(self, x, g_of_face, g, photos, days, *rest):  # noqa: D107
             super().__init__(x, g_of_face, g, photos, days, *rest)
-            self.x, self.days, self.g0 = x, days, g_of_face.copy()
+            self.g0 = g_of_face.copy()
             sq = np.einsum("ij,ij->i", x, x)
             self.d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
-            dd = np.abs(days[:, None] - days[None, :])
-            self.close = (dd <= window_days) | np.isnan(dd)
+            self.w = weights(np.abs(days[:, None] - days[None, :]))
 
         def scores(self, a, b):  # noqa: D102
             plain = super().scores(a, b)
@@ -164,12 +170,25 @@ def _windowed_groups(window_days: float) -> type:
             for k, (ga, gb) in enumerate(zip(a.tolist(), b.tolist())):
                 fa = members.setdefault(ga, np.flatnonzero(group == ga))
                 fb = members.setdefault(gb, np.flatnonzero(group == gb))
-                d2, close = self.d2[np.ix_(fa, fb)], self.close[np.ix_(fa, fb)]
+                d2, w = self.d2[np.ix_(fa, fb)], self.w[np.ix_(fa, fb)]
                 everything = np.sqrt(d2.mean())
-                out[k] = (np.sqrt(d2[close].mean()) if close.any() else np.inf) - (everything - plain[k])
+                out[k] = (np.sqrt((d2 * w).sum() / w.sum()) if w.sum() > 0 else np.inf) - (everything - plain[k])
             return out
 
-    return Windowed
+    return Timed
+
+
+def _windowed_groups(window_days: float) -> type:
+    """Linkage only over the pairs of faces photographed within `window_days` of each other (undated faces
+    pair with all): a person photographed across decades can be linked through the faces between, year
+    by year, while faces of one person decades apart no longer pull their average apart."""
+    return _timed_groups(lambda days: ((days <= window_days) | np.isnan(days)).astype(np.float64))
+
+
+def _weighted_groups(scale_days: float) -> type:
+    """Linkage over every pair of faces, each weighed by exp(-days apart / `scale_days`) (a pair with an
+    undated photo fully): what `people suggest` ranks by, tried as grouping's linkage."""
+    return _timed_groups(lambda days: np.where(np.isnan(days), 1.0, np.exp(-np.nan_to_num(days) / scale_days)))
 
 
 def _gated_groups(weak: np.ndarray) -> type:
@@ -201,13 +220,15 @@ def _weak(quality: np.ndarray, share: float) -> np.ndarray:
 
 
 def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, window_years: float | None = None,
-          gate: float | None = None) -> tuple[float, float]:
+          gate: float | None = None, scale_years: float | None = None) -> tuple[float, float]:
     from phototag.people import grouping
 
     x = (s["x"] + s["mirror"]) / 2 if mirror else s["x"]
     real = grouping._Groups
     if window_years is not None:
         grouping._Groups = _windowed_groups(window_years * YEAR)
+    if scale_years is not None:
+        grouping._Groups = _weighted_groups(scale_years * YEAR)
     if gate is not None:
         grouping._Groups = _gated_groups(_weak(s["quality"], gate))
     options = replace(grouping.GroupingOptions(), child_threshold=setting[0], threshold=setting[1])
@@ -234,13 +255,15 @@ def choose(table: dict[str, dict[tuple[float, float], tuple[float, float]]], set
 
 
 # (name, mirror-averaged, window in years for the windowed linkage or None, share of weak faces for the
-# quality gate or None, one threshold only)
-LEVERS = [("one threshold", False, None, None, True), ("a children's threshold", False, None, None, False),
-          ("mirror-averaged descriptor, one threshold", True, None, None, True),
-          ("mirror-averaged descriptor, a children's threshold", True, None, None, False),
-          ("windowed linkage, 6 years, one threshold", False, 6.0, None, True),
-          ("windowed linkage, 6 years, a children's threshold", False, 6.0, None, False),
-          ("quality gate, 20 %, a children's threshold", False, None, 0.2, False)]
+# quality gate or None, one threshold only, time scale in years for the time-weighted linkage or None)
+LEVERS = [("one threshold", False, None, None, True, None),
+          ("a children's threshold", False, None, None, False, None),
+          ("mirror-averaged descriptor, one threshold", True, None, None, True, None),
+          ("mirror-averaged descriptor, a children's threshold", True, None, None, False, None),
+          ("windowed linkage, 6 years, one threshold", False, 6.0, None, True, None),
+          ("windowed linkage, 6 years, a children's threshold", False, 6.0, None, False, None),
+          ("quality gate, 20 %, a children's threshold", False, None, 0.2, False, None),
+          ("time-weighted linkage, 1 year, a children's threshold", False, None, None, False, 1.0)]
 
 # each real set, and the sets (never made from it) that choose its parameters; "shipped" chooses on all
 # three, which is how the default is set: its figures are not held out
@@ -252,11 +275,19 @@ def _key(setting: tuple[float, float]) -> str:
     return f"{setting[0]}/{setting[1]}"
 
 
-def run(sets: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": []}
-    for lever, mirror, window, gate, diagonal in LEVERS:
+def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
+    """Every lever at every setting on every set, for each run of fgnet-dev's cross-validated ages; each
+    setting is chosen on the sets' figures averaged over the runs, and each run also chooses alone."""
+    out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": [], "runs": len(runs), "each_run": []}
+    for lever, mirror, window, gate, diagonal, scale in LEVERS:
         settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
-        table = {name: {t: score(s, t, mirror, window, gate) for t in settings} for name, s in sets.items()}
+        done: dict[int, dict[tuple[float, float], tuple[float, float]]] = {}  # a set the runs share: scored once
+        tables = []
+        for sets in runs:
+            tables.append({name: done.setdefault(id(s), {t: score(s, t, mirror, window, gate, scale) for t in settings})
+                           for name, s in sets.items()})
+        table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings}
+                 for name in tables[0]}
         out["levers"][lever] = {name: {_key(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}
                                 for name, rows in table.items()}
         for rule_name, rule in FLOORS.items():
@@ -267,6 +298,11 @@ def run(sets: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
                 for name in ("fgnet-dev", "adience-dev", "fgnet-children"):
                     row[name] = [round(v, 4) for v in table[name][t]]
                 out["held_out"].append(row)
+                if len(runs) > 1 and rule_name == "each set's target" and held != "shipped":
+                    for k, tb in enumerate(tables):
+                        tk = choose(tb, settings, choosers, rule)
+                        out["each_run"].append({"lever": lever, "held_out": held, "run": k + 1, "children": tk[0],
+                                                "others": tk[1], "figure": [round(v, 4) for v in tb[held][tk]]})
     return out
 
 
@@ -286,6 +322,13 @@ def markdown(r: dict[str, Any]) -> str:
             cells.append(f"**{text}**" if name == v["held_out"] else text)
         lines.append(f"| {v['lever']} | {v['floors']} | {v['held_out']} | {v['children']} / {v['others']} | "
                      + " | ".join(cells) + " |")
+    if r.get("each_run"):
+        lines += ["", "## Each run of cross-validated ages choosing alone (each set's target floors)", "",
+                  "The same choice made on one run's figures only: how far the held-out figure moves between two "
+                  "trainings of the same recipe.", "",
+                  "| lever | held out | run | threshold, children / others | held-out figure |", "|---|---|---|---|---|"]
+        lines += [f"| {v['lever']} | {v['held_out']} | {v['run']} | {v['children']} / {v['others']} | "
+                  f"{v['figure'][0]:.3f} / {v['figure'][1]:.3f} |" for v in r["each_run"]]
     for lever, table in r["levers"].items():
         names = list(table)
         lines += ["", f"## {lever}, every setting (precision / recall)", "",
@@ -300,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fgnet", type=Path, required=True)
     ap.add_argument("--adience", type=Path, required=True)
-    ap.add_argument("--fgnet-crossval", type=Path,
-                    help="fgnet-crossval.npz of a `training.finetune --no-final` run: fgnet-dev's ages from networks "
-                         "that never saw the person (without it they are the shipped network's, in-sample)")
+    ap.add_argument("--fgnet-crossval", type=Path, nargs="+",
+                    help="fgnet-crossval.npz of one or more `training.finetune --no-final` runs: fgnet-dev's ages from "
+                         "networks that never saw the person (without it they are the shipped network's, in-sample); "
+                         "with several, each figure is their mean")
     ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"),
                     help="the card whose output rules the cross-validated distributions get")
     ap.add_argument("--fgnet-db", type=Path, help="an index of fgnet-dev already scanned (default: scan it now)")
@@ -315,13 +359,17 @@ def main(argv: list[str] | None = None) -> int:
         dbs[name] = given or work / f"{name}.db"
         if not given:
             _scan(folder, dbs[name])
-    crossval = crossval_distributions(args.fgnet_crossval, args.card) if args.fgnet_crossval else None
-    fg, ad = fgnet_set(dbs["fgnet"], args.fgnet, crossval), adience_set(dbs["adience"], args.adience)
-    children = (fg["true_age"] >= 2) & (fg["true_age"] <= 12)
-    sets = {"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children), "both": _join(fg, ad)}
-    ages = (f"cross-validated ({args.fgnet_crossval.name}: fold networks that never saw the person, "
-            f"with {args.card.name}'s output rules)" if crossval else "in-sample (the shipped network learned from them)")
-    result = {"faces": {k: int(len(v["x"])) for k, v in sets.items()}, "fgnet_ages": ages, **run(sets)}
+    crossvals = [crossval_distributions(p, args.card) for p in args.fgnet_crossval or []]
+    ad = adience_set(dbs["adience"], args.adience)
+    runs = []
+    for fg in fgnet_sets(dbs["fgnet"], args.fgnet, crossvals):
+        children = (fg["true_age"] >= 2) & (fg["true_age"] <= 12)
+        runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children), "both": _join(fg, ad)})
+    names = ", ".join(f"{p.parent.name}/{p.name}" for p in args.fgnet_crossval or [])
+    ages = (f"cross-validated ({names}: fold networks that never saw the person, with {args.card.name}'s output "
+            f"rules; each figure the mean over {len(crossvals)} run{'s' if len(crossvals) > 1 else ''} of the "
+            "same training)" if crossvals else "in-sample (the shipped network learned from them)")
+    result = {"faces": {k: int(len(v["x"])) for k, v in runs[0].items()}, "fgnet_ages": ages, **run(runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grouping.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "grouping.md").write_text(markdown(result))
