@@ -6,6 +6,7 @@ offer only pairs of one person, and a rejection must hold through re-scans and `
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from phototag.cli import app
 from phototag.people.grouping import GroupingOptions
+from phototag.people.suggest import TIME_SCALE_YEARS
 from phototag.people.update import update_people
 from phototag.store.index import Index
 
@@ -181,9 +183,13 @@ def test_faces_photographed_close_in_time_count_most(tmp_path):
                    3: [("2010-06-01T12:00:00", at(-0.2, 0.2625 ** 0.5))]})
     pairs = _suggest(db)
     assert [(p["person_a"], p["person_b"]) for p in pairs] == [(1, 2), (1, 3)]  # 2 and 3: 0.79 apart
-    assert pairs[0]["distance"] == pytest.approx(0.40, abs=1e-3) and pairs[1]["distance"] == pytest.approx(0.55, abs=1e-3)
-    assert pairs[0]["why"].startswith("their faces are 0.40 apart, those photographed closest in time counting "
-                                      "most (0.60 on average)")
+    years = [(dt.date(2020, 7, 1) - dt.date(*d)).days / 365.2425 for d in ((2020, 6, 1), (2000, 6, 1))]
+    w = np.exp(-np.array(years) / TIME_SCALE_YEARS)
+    near = float((0.40 * w[0] + 0.80 * w[1]) / w.sum())
+    assert near < 0.45 and pairs[0]["distance"] == pytest.approx(near, abs=1e-3)
+    assert pairs[1]["distance"] == pytest.approx(0.55, abs=1e-3)
+    assert pairs[0]["why"].startswith(f"their faces are {near:.2f} apart, those photographed closest in time "
+                                      "counting most (0.60 on average)")
     undated = tmp_path / "undated.db"
     _index_of(undated, {1: [(None, at(-0.4)), (None, at(0.0))], 2: [(None, at(0.4))],
                         3: [(None, at(-0.2, 0.2625 ** 0.5))]})

@@ -41,7 +41,7 @@ class GroupingOptions:
     figure measured with the thresholds the other sets chose (bench/grouping.py, docs/people.md)."""
 
     threshold: float = 0.60  # groups merge while their RMS descriptor distance is below this ...
-    child_threshold: float = 0.50  # ... or below this when both hold a child's face (without ages: every pair)
+    child_threshold: float = 0.48  # ... or below this when both hold a child's face (without ages: every pair)
     child_age: int = 13  # a face is a child's when its age distribution puts more than half below this
     k: int = 16  # nearest neighbours a face is linked to
     near_days: float = 45.0  # photos this close in time ...
