@@ -326,7 +326,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", "## Each run of cross-validated ages choosing alone (each set's target floors)", "",
                   "The same choice made on one run's figures only: how far the held-out figure moves between two "
                   "trainings of the same recipe.", "",
-                  "| lever | held out | run | threshold, children / others | held-out figure |", "|---|---|---|---|---|"]
+                  "| lever | held out | run | threshold, children / others | held-out figure |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {v['lever']} | {v['held_out']} | {v['run']} | {v['children']} / {v['others']} | "
                   f"{v['figure'][0]:.3f} / {v['figure'][1]:.3f} |" for v in r["each_run"]]
     for lever, table in r["levers"].items():
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for fg in fgnet_sets(dbs["fgnet"], args.fgnet, crossvals):
         children = (fg["true_age"] >= 2) & (fg["true_age"] <= 12)
-        runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children), "both": _join(fg, ad)})
+        runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children),
+                     "both": _join(fg, ad)})
     names = ", ".join(f"{p.parent.name}/{p.name}" for p in args.fgnet_crossval or [])
     ages = (f"cross-validated ({names}: fold networks that never saw the person, with {args.card.name}'s output "
             f"rules; each figure the mean over {len(crossvals)} run{'s' if len(crossvals) > 1 else ''} of the "

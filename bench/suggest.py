@@ -220,10 +220,11 @@ def markdown(r: dict[str, Any]) -> str:
     if rows := r.get("drift"):
         lines += ["", "## One person's faces drift apart over the years; two people's stay apart", "",
                   "fgnet-dev's labelled faces in pairs, by the years between their two photos: median descriptor "
-                  "distance.", "", "| years apart | one person (pairs) | two people (pairs) | two people, 5th percentile |",
+                  "distance.", "",
+                  "| years apart | one person (pairs) | two people (pairs) | two people, 5th percentile |",
                   "|---|---|---|---|"]
-        lines += [f"| {g['years']} | {g['same_median']:.3f} ({g['same_pairs']}) | {g['other_median']:.3f} ({g['other_pairs']}) | "
-                  f"{g['other_5th_percentile']:.3f} |" for g in rows]
+        lines += [f"| {g['years']} | {g['same_median']:.3f} ({g['same_pairs']}) | {g['other_median']:.3f} "
+                  f"({g['other_pairs']}) | {g['other_5th_percentile']:.3f} |" for g in rows]
     if sw := r.get("sweep"):
         names = list(sw["table"])
         runs = sw.get("runs", 1)
@@ -232,7 +233,8 @@ def markdown(r: dict[str, Any]) -> str:
                   + (f", the mean over {runs} runs of fgnet-dev's cross-validated ages" if runs > 1 else "")
                   + ". Each half of fgnet-dev's people is measured at the scale the other half chose (**bold**); the "
                   f"shipped scale, chosen on both halves: {sw.get('shipped_scale')} years.", ""]
-        tables = [("", sw["table"])] + ([(f"Run {k + 1}", tb) for k, tb in enumerate(sw["each_run"])] if runs > 1 else [])
+        each = [(f"Run {k + 1}", tb) for k, tb in enumerate(sw["each_run"])] if runs > 1 else []
+        tables = [("", sw["table"])] + each
         for title, table in tables:
             if title:
                 lines += ["", title + ":", ""]
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="phototag-suggest-"))
     runs: list[dict[str, tuple[Path, Any]]] = [{} for _ in crossvals]
     try:
-        for key, folder, truth in (("fgnet-dev", args.fgnet, fgnet_truth), ("adience-dev", args.adience, adience_truth)):
+        albums = (("fgnet-dev", args.fgnet, fgnet_truth), ("adience-dev", args.adience, adience_truth))
+        for key, folder, truth in albums:
             if not folder:
                 continue
             print(f"{key} ...", file=sys.stderr)

@@ -5,10 +5,11 @@ about 43 entries for 12 people). `suggest_merges` finds the pairs a user should 
 faces are close, who never share a photo, whose birth dates can be one (their 80 % intervals
 overlap), that the user has not already said are two, and none of whose faces the user took out of
 the other. "Close" weighs each pair of their faces by how near in time the two photos were taken: one
-person's faces drift apart over the years (on FG-NET, 0.39 apart within a year, 0.60 twenty years
-apart) while two people's stay as far apart whatever the years between, so the faces photographed
-closest in time say most about whether two entries are one person. `reject_pair` records "these are two people": suggest never shows the pair
-again, and grouping never merges existing people anyway, through re-scans and `scan --force`.
+person's faces drift apart over the years (on FG-NET, 0.39 apart within a year, 0.60 at 15 to 25
+years) while two people's stay as far apart whatever the years between, so the faces photographed
+closest in time say most about whether two entries are one person. `reject_pair` records "these are
+two people": suggest never shows the pair again, and grouping never merges existing people anyway,
+through re-scans and `scan --force`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .grouping import GroupingOptions, neighbours
 
 __all__ = ["Suggestion", "suggest_merges", "reject_pair", "MAX_DISTANCE"]
 
-MAX_DISTANCE = 0.70  # average descriptor distance beyond which two entries are not suggested
+MAX_DISTANCE = 0.70  # descriptor distance (weighed by time, below) beyond which two entries are not suggested
 # Each pair of faces counts exp(-years between the two photos / this) in a pair of entries' distance (a
 # pair with an undated photo counts fully). Chosen on fgnet-dev's people in two halves, each half's
 # figure measured with the scale the other half chose, over two runs of cross-validated ages
