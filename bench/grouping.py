@@ -166,10 +166,15 @@ def _timed_groups(weights: Any) -> type:
                 root = root[root]
             group = root[self.g0]
             members: dict[int, np.ndarray] = {}
+
+            def faces_of(g: int) -> np.ndarray:
+                if g not in members:  # not setdefault: that would search every face for every pair
+                    members[g] = np.flatnonzero(group == g)
+                return members[g]
+
             out = np.empty(len(a))
             for k, (ga, gb) in enumerate(zip(a.tolist(), b.tolist())):
-                fa = members.setdefault(ga, np.flatnonzero(group == ga))
-                fb = members.setdefault(gb, np.flatnonzero(group == gb))
+                fa, fb = faces_of(ga), faces_of(gb)
                 d2, w = self.d2[np.ix_(fa, fb)], self.w[np.ix_(fa, fb)]
                 everything = np.sqrt(d2.mean())
                 out[k] = (np.sqrt((d2 * w).sum() / w.sum()) if w.sum() > 0 else np.inf) - (everything - plain[k])
@@ -282,10 +287,11 @@ def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
     for lever, mirror, window, gate, diagonal, scale in LEVERS:
         settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
         done: dict[int, dict[tuple[float, float], tuple[float, float]]] = {}  # a set the runs share: scored once
-        tables = []
         for sets in runs:
-            tables.append({name: done.setdefault(id(s), {t: score(s, t, mirror, window, gate, scale) for t in settings})
-                           for name, s in sets.items()})
+            for s in sets.values():
+                if id(s) not in done:
+                    done[id(s)] = {t: score(s, t, mirror, window, gate, scale) for t in settings}
+        tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
         table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings}
                  for name in tables[0]}
         out["levers"][lever] = {name: {_key(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}

@@ -173,8 +173,11 @@ def sweep(runs: list[dict[str, tuple[Path, Any]]]) -> dict[str, Any]:
     """Every set at every scale, for each run of fgnet-dev's cross-validated ages; the scale each half
     is measured at is chosen on the other half's figures averaged over the runs."""
     done: dict[Path, dict[float, dict[str, Any]]] = {}  # an index the runs share (adience-dev): measured once
-    tables = [{name: done.setdefault(db, {t: quality(db, truth, time_scale_years=t or None) for t in SCALES})
-               for name, (db, truth) in dbs.items()} for dbs in runs]
+    for dbs in runs:
+        for db, truth in dbs.values():
+            if db not in done:
+                done[db] = {t: quality(db, truth, time_scale_years=t or None) for t in SCALES}
+    tables = [{name: done[db] for name, (db, _) in dbs.items()} for dbs in runs]
     mean = {name: {t: _mean([tb[name][t] for tb in tables]) for t in SCALES} for name in tables[0]}
     out: dict[str, Any] = {"scales": SCALES, "runs": len(runs), "held_out": {},
                            "table": {n: {str(t): q for t, q in rows.items()} for n, rows in mean.items()},
@@ -291,32 +294,27 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(given, db)
             else:
                 _scan(folder, db, people=not honest)
-            if key == "adience-dev" or not honest:
-                if given:
-                    _group(db)
-                result["sets"][key] = quality(db, truth(folder))
-                for dbs in runs:
-                    dbs[key] = (db, truth(folder))
             if key == "fgnet-dev":
                 result["drift"] = drift(db)
-            for k, (crossval, dbs) in enumerate(zip(crossvals, runs)):
-                if not honest:
-                    break
-                run_db = work / f"{key}-run{k + 1}.db"
-                shutil.copy(db, run_db)
-                result["fgnet_honest_faces"] = _honest_ages(run_db, crossval)
-                name = key + (f", run {k + 1}" if len(crossvals) > 1 else "")
-                result["sets"][name] = quality(run_db, truth(folder))
-                dbs[key] = (run_db, truth(folder))
-                halves = work / f"run{k + 1}"
-                halves.mkdir()
-                dbs.update({h: (v, truth(folder)) for h, v in people_halves(run_db, halves).items()})
-            for name, q in result["sets"].items():
-                print(name, json.dumps(q), file=sys.stderr)
-            if key == "fgnet-dev" and not honest:
-                dbs_halves = people_halves(db, work)
-                for dbs in runs:
-                    dbs.update({h: (v, truth(folder)) for h, v in dbs_halves.items()})
+            if honest:  # an index for each run of ages, grouped and dated on them
+                indexes = [work / f"{key}-run{k + 1}.db" for k in range(len(crossvals))]
+                for index, crossval in zip(indexes, crossvals):
+                    shutil.copy(db, index)
+                    result["fgnet_honest_faces"] = _honest_ages(index, crossval)
+            else:  # one index, the same in every run
+                if given:
+                    _group(db)
+                indexes = [db] * len(runs)
+            for k, (index, dbs) in enumerate(zip(indexes, runs)):
+                name = key + (f", run {k + 1}" if honest and len(runs) > 1 else "")
+                if name not in result["sets"]:
+                    result["sets"][name] = quality(index, truth(folder))
+                    print(name, json.dumps(result["sets"][name]), file=sys.stderr)
+                dbs[key] = (index, truth(folder))
+                if key == "fgnet-dev" and args.sweep:
+                    halves = work / f"run{k + 1}"
+                    halves.mkdir()
+                    dbs.update({h: (v, truth(folder)) for h, v in people_halves(index, halves).items()})
         if args.sweep:
             result["sweep"] = sweep(runs)
     finally:

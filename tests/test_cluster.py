@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 import shutil
 import signal
 import sqlite3
@@ -327,7 +326,7 @@ def test_a_retry_goes_on_while_every_cpu_is_held(tmp_path, astronaut, local_ray)
     """After a failed dataset, the photos left are sent again even when every CPU stays booked, as a
     failed dataset's idle actors book theirs for as long as something (a logging handler keeping Ray
     Data's error records) refers to them: the last actor asks for no CPU rather than wait forever."""
-    from phototag.scan.cluster import PhotoActor, _Datasets
+    from phototag.scan.cluster import PhotoActor, _Datasets, _rows
 
     ray = local_ray
     holder = ray.remote(num_cpus=2)(_Idle).remote()
@@ -339,9 +338,8 @@ def test_a_retry_goes_on_while_every_cpu_is_held(tmp_path, astronaut, local_ray)
     args = ScanOptions().analyse_args(keep_chips=model.input_kind == "chip")
     run = _Datasets(ray, args, str(model.path), 2, RayOptions(), PhotoActor)
     run.failed, run.room_timeout = True, 1.0
-    rows = [{"path": os.fsencode(p), "known": pickle.dumps(None)} for p in sorted(map(str, lib.iterdir()))]
     try:
-        found = list(run.settle(rows, 1))
+        found = list(run.settle(_rows((p, None) for p in sorted(map(str, lib.iterdir()))), 1))
     finally:
         ray.kill(holder)
     assert sorted((a.path, a.error, len(a.boxes)) for a in found) == [(str(p), None, 1) for p in sorted(lib.iterdir())]

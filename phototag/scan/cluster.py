@@ -205,10 +205,14 @@ def ray_analyses(tasks: Iterable[tuple[str, list[faces.Box] | None]], analyse_ar
 def _window(ray: Any, tasks: list, analyse_args: tuple, model_path: str, actors: int,
             options: RayOptions, actor: type) -> Iterator[Analysis]:
     """One window of photos, each brought back once (a retried call may bring one back twice)."""
-    # Paths travel as bytes: a name that is not UTF-8 (a Latin-1 folder from an old camera) stays whole.
-    rows = [{"path": os.fsencode(p), "known": pickle.dumps(k)} for p, k in tasks]
     run = _Datasets(ray, analyse_args, model_path, actors, options, actor)
-    yield from run.settle(rows, options.photos_per_call)
+    yield from run.settle(_rows(tasks), options.photos_per_call)
+
+
+def _rows(tasks: Iterable[tuple[str, list[faces.Box] | None]]) -> list[dict[str, bytes]]:
+    """Ray Data's rows for these photos: each path, and the boxes already known in it (pickled).
+    Paths travel as bytes: a name that is not UTF-8 (a Latin-1 folder from an old camera) stays whole."""
+    return [{"path": os.fsencode(p), "known": pickle.dumps(k)} for p, k in tasks]
 
 
 class _Datasets:
