@@ -67,7 +67,7 @@ def quality(db: Path, truth_of: Any, limit: int = 200, **options: Any) -> dict[s
         return p
 
     truth = [t for _, _, t in faces]
-    _, recall = bcubed([root(p) for _, p, _ in faces], truth)
+    start_precision, recall = bcubed([root(p) for _, p, _ in faces], truth)
     start_recall, looked, merges = recall, 0, 0
     for s, ok in zip(found, right):
         if recall >= TARGET_RECALL:
@@ -81,12 +81,13 @@ def quality(db: Path, truth_of: Any, limit: int = 200, **options: Any) -> dict[s
     return {"faces": len(faces), "entries": len(main), "suggestions": len(found),
             "top10_right": sum(right[:10]), "top10": len(right[:10]),
             "top20_right": sum(right[:20]), "top20": len(right[:20]),
-            "recall_before": round(float(start_recall), 4), "recall_after": round(float(recall), 4),
+            "precision_before": round(float(start_precision), 4), "recall_before": round(float(start_recall), 4),
+            "recall_after": round(float(recall), 4),
             "precision_after": round(float(precision), 4), "reached_target": bool(recall >= TARGET_RECALL),
             "suggestions_looked_at": looked, "merges": merges}
 
 
-def _honest_ages(db: Path, crossval: dict[str, Any]) -> int:
+def _honest_ages(db: Path, crossval: dict[str, Any], options: Any = None) -> int:
     """Give each labelled fgnet-dev face the age distribution of the fold network that never saw the
     person (the shipped one learned from these faces), then group and date the album's people on
     them, as a scan would have. Returns how many faces were given one."""
@@ -101,13 +102,14 @@ def _honest_ages(db: Path, crossval: dict[str, Any]) -> int:
             given = [(pack_distribution(crossval[Path(path).name]), face_id)
                      for face_id, path in rows if Path(path).name in crossval]
             conn.executemany("UPDATE faces SET distribution = ? WHERE id = ?", given)
-        update_people(index)
+        update_people(index, **({"options": options} if options else {}))
     return len(given)
 
 
-def people_halves(db: Path, work: Path) -> dict[str, Path]:
+def people_halves(db: Path, work: Path, options: Any = None) -> dict[str, Path]:
     """fgnet-dev's index split by people ((id // 2) % 2: its ids are odd) into two indexes, each grouped
-    and dated on its own, as two albums of other people would be."""
+    and dated on its own (with grouping `options`, default the shipped ones), as two albums of other
+    people would be."""
     from phototag.people.update import update_people
     from phototag.store.index import Index
 
@@ -123,7 +125,7 @@ def people_halves(db: Path, work: Path) -> dict[str, Path]:
                 conn.executemany("DELETE FROM photos WHERE id = ?", drop)
                 conn.execute("UPDATE faces SET person_id = NULL, age_source = 'photo', person_distribution = NULL")
                 conn.execute("DELETE FROM people")
-            update_people(index)
+            update_people(index, **({"options": options} if options else {}))
         out[f"fgnet-half{half}"] = path
     return out
 
