@@ -380,6 +380,29 @@ def test_children_are_held_to_a_stricter_threshold(age, joined):
     assert (labels[0] == labels[3]) == joined
 
 
+@pytest.mark.parametrize("size, age, joined", [(1, 40, False), (2, 40, True), (1, 5, True)])
+def test_two_single_faces_are_held_to_a_stricter_threshold(size, age, joined):
+    """With a single faces' threshold (measured, not the default): two faces seen once each, 0.46 apart for
+    children and 0.55 for adults: adults stay two (a stranger in the background is often that close to
+    someone), while two groups of two faces each, as far apart, are one person, because the link held
+    back while both were single is kept for the next round; children keep the children's threshold."""
+    from phototag.people.grouping import GroupingOptions, group_faces
+
+    o = GroupingOptions(single_threshold=0.52)
+    gap = 0.55 if age >= 13 else 0.46
+    assert o.single_threshold < gap < o.threshold if age >= 13 else gap < o.child_threshold < o.single_threshold
+    rng = np.random.default_rng(2)
+    centre = rng.normal(0, 1, 128)
+    step = rng.normal(0, 1, 128)
+    other = centre + gap * step / np.linalg.norm(step)
+    x = np.vstack([c + rng.normal(0, 0.0005, (size, 128)) for c in (centre, other)])
+    ages = np.full((2 * size, 101), 1e-4)
+    ages[:, age] = 1.0
+    labels = group_faces(x, np.arange(2 * size), ages=ages, options=o)
+    assert (labels[0] == labels[-1]) == joined
+    assert group_faces(x, np.arange(2 * size), ages=ages)[-1] == labels[0]  # the default: like any pair
+
+
 def test_time_weighted_linkage_is_exact_over_the_pairs_of_faces():
     """The sums kept per group and quarter give what weighing every pair of faces gives, undated faces
     counting fully, through merges."""

@@ -24,7 +24,10 @@ No library does average linkage with the constraints a photo library needs, so t
 - two groups that each hold a child's face (more likely under 13 than not) merge under a stricter
   threshold than other pairs: dlib's descriptors of different children sit closer together than those
   of different adults, while one adult's faces across the years sit further apart. One threshold for
-  both gave away either a class album's precision or a family's recall (docs/people.md).
+  both gave away either a class album's precision or a family's recall (docs/people.md);
+- optionally (`single_threshold`), two single faces (not both a child's) merge under a stricter
+  threshold than groups: among hundreds of people seen once the nearest stranger is often as close as
+  one person's faces, while a face joining a group of several is measured against all of them.
 
 Precision first: a group that is two people is worse than two groups for one person.
 """
@@ -47,6 +50,9 @@ class GroupingOptions:
 
     threshold: float = 0.60  # groups merge while their RMS descriptor distance is below this ...
     child_threshold: float = 0.48  # ... or below this when both hold a child's face (without ages: every pair)
+    # ... or below this when both are one face and not both a child's (None: like any pair). Measured with
+    # strangers among the faces (bench/strangers.py) and not shipped: it costs a family album's recall
+    single_threshold: float | None = None
     child_age: int = 13  # a face is a child's when its age distribution puts more than half below this
     k: int = 16  # nearest neighbours a face is linked to
     near_days: float = 45.0  # photos this close in time ...
@@ -120,7 +126,8 @@ class _Groups:
 
     def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Average linkage of each pair of groups, less the date bonus where their dates are near, plus the
-        children's margin where both groups hold a child's face (so one threshold compares every pair)."""
+        children's margin where both groups hold a child's face and the single faces' margin where both
+        are one face (so one threshold compares every pair)."""
         out = np.empty(len(a))
         for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
             sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
@@ -135,7 +142,17 @@ class _Groups:
         near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
                 & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
         children = self.young[a] & self.young[b]
-        return out - self.o.near_bonus * near + (self.o.threshold - self.o.child_threshold) * children
+        out += (self.o.threshold - self.o.child_threshold) * children + self.held_back(a, b)
+        return out - self.o.near_bonus * near
+
+    def held_back(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The single faces' margin in each pair's score: two faces seen once each (not both a child's) are
+        held to the stricter single_threshold, as two strangers are often as close as one person's faces.
+        The margin goes once either side holds two faces, so such a link is kept for later rounds."""
+        if self.o.single_threshold is None:
+            return np.zeros(len(a))
+        single = (self.n[a] <= 1) & (self.n[b] <= 1) & ~(self.young[a] & self.young[b])
+        return max(0.0, self.o.threshold - self.o.single_threshold) * single
 
     def allowed(self, a: int, b: int) -> bool:
         if self.fixed[a] and self.fixed[b]:
@@ -271,27 +288,31 @@ def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, o: G
 
 def _agglomerate(s: _Groups, pairs: np.ndarray) -> None:
     """Merge along the links, in rounds of mutual best partners, while the linkage stays under the
-    threshold. A pair the constraints forbid loses its link, and both look again next round."""
+    threshold. A pair the constraints forbid loses its link, and both look again next round. A link
+    that only the single faces' margin holds over the threshold stays, for when either side grows."""
     a, b = pairs[:, 0].copy(), pairs[:, 1].copy()
     score = s.scores(a, b)
+    held = s.held_back(a, b)
     g = len(s.n)
     while len(a):
-        keep = score < s.o.threshold
-        a, b, score = a[keep], b[keep], score[keep]
-        if not len(a):
+        keep = score - held < s.o.threshold
+        a, b, score, held = a[keep], b[keep], score[keep], held[keep]
+        ready = np.flatnonzero(score < s.o.threshold)
+        if not len(ready):
             return
-        # each group's best partner: sort links by score and take the first for each end
-        ends = np.concatenate([a, b])
-        others = np.concatenate([b, a])
-        both = np.concatenate([score, score])
+        # each group's best partner: sort the ready links by score and take the first for each end
+        ra, rb = a[ready], b[ready]
+        ends = np.concatenate([ra, rb])
+        others = np.concatenate([rb, ra])
+        both = np.concatenate([score[ready], score[ready]])
         order = np.lexsort((others, both, ends))
         firsts = order[np.r_[True, ends[order][1:] != ends[order][:-1]]]
         best = np.full(g, -1, np.int64)
         best[ends[firsts]] = others[firsts]
-        mutual = (best[a] == b) & (best[b] == a)
-        ma, mb = a[mutual], b[mutual]
+        mutual = (best[ra] == rb) & (best[rb] == ra)
+        ma, mb = ra[mutual], rb[mutual]
         ok = np.array([s.allowed(i, j) for i, j in zip(ma.tolist(), mb.tolist())], bool)
-        forbidden = np.flatnonzero(mutual)[~ok]
+        forbidden = ready[mutual][~ok]
         ma, mb = ma[ok], mb[ok]
         swap = s.fixed[mb] & ~s.fixed[ma]  # the existing person absorbs the new faces and keeps its label
         ma, mb = np.where(swap, mb, ma), np.where(swap, ma, mb)
@@ -300,16 +321,17 @@ def _agglomerate(s: _Groups, pairs: np.ndarray) -> None:
         s.merge(ma, mb)
         drop = np.zeros(len(a), bool)
         drop[forbidden] = True
-        a, b, score = a[~drop], b[~drop], score[~drop]
+        a, b, score, held = a[~drop], b[~drop], score[~drop], held[~drop]
         # relink to the merged groups; recompute the links that touch them
         changed = np.zeros(g, bool)
         changed[ma] = True
         a, b = s.parent[a], s.parent[b]
         a, b = np.minimum(a, b), np.maximum(a, b)
         live = a != b
-        a, b, score = a[live], b[live], score[live]
+        a, b, score, held = a[live], b[live], score[live], held[live]
         key = a * g + b
         key, first = np.unique(key, return_index=True)
-        a, b, score = a[first], b[first], score[first]
+        a, b, score, held = a[first], b[first], score[first], held[first]
         touched = changed[a] | changed[b]
         score[touched] = s.scores(a[touched], b[touched])
+        held[touched] = s.held_back(a[touched], b[touched])
