@@ -16,6 +16,8 @@ most turned faces may join a person but not start one), and the linkage the scan
 faces weighed by how near in time their photos are (`phototag/people/timed.py`). That lever's scale
 can be chosen only on dated sets, and fgnet-dev is the only one: its people are split in two halves,
 and each half is measured at the scale the other half chose.
+Every lever here runs without the single faces' threshold the scan also ships: that one, and the
+thresholds shipped with it, are chosen with strangers among the faces (bench.strangers).
 
 The shipped age network learned from fgnet-dev's faces, so the age distributions a scan stores for
 them are in-sample (median off by 1.3 years where a new face is off by 3.4), and the birth-date rule
@@ -232,7 +234,7 @@ def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, 
     if gate is not None:
         grouping._Groups = _gated_groups(_weak(s["quality"], gate))
     options = replace(grouping.GroupingOptions(), child_threshold=setting[0], threshold=setting[1],
-                      time_scale_days=scale_years * YEAR if scale_years else None)
+                      time_scale_days=scale_years * YEAR if scale_years else None, single_threshold=None)
     try:
         labels = grouping.group_faces(x, s["photos"], s["days"], ages=s["ages"], options=options)
     finally:
