@@ -16,8 +16,8 @@ most turned faces may join a person but not start one), and the linkage the scan
 faces weighed by how near in time their photos are (`phototag/people/timed.py`). That lever's scale
 can be chosen only on dated sets, and fgnet-dev is the only one: its people are split in two halves,
 and each half is measured at the scale the other half chose.
-Every lever here runs without the single faces' threshold the scan also ships: that one, and the
-thresholds shipped with it, are chosen with strangers among the faces (bench.strangers).
+Every lever here runs without a single faces' threshold, which bench.strangers measures with strangers
+among the faces (not shipped).
 
 The shipped age network learned from fgnet-dev's faces, so the age distributions a scan stores for
 them are in-sample (median off by 1.3 years where a new face is off by 3.4), and the birth-date rule
