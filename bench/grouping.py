@@ -416,13 +416,18 @@ def markdown(r: dict[str, Any]) -> str:
     if "time_scale" in r:
         lines += _scale_markdown(r["time_scale"])
     for lever, table in r["levers"].items():
-        names = list(table)
-        lines += ["", f"## {lever}, every setting (precision / recall)", "",
-                  "| children / others | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-        for key in table[names[0]]:
-            lines.append(f"| {key} | " + " | ".join(f"{table[n][key][0]:.3f} / {table[n][key][1]:.3f}"
-                                                   for n in names) + " |")
+        lines += ["", f"## {lever}, every setting (precision / recall)", ""] + setting_rows(table, "children / others")
     return "\n".join(lines) + "\n"
+
+
+def setting_rows(table: dict[str, dict[str, list[float]]], first: str) -> list[str]:
+    """A markdown table of a row per setting and a precision / recall column per set."""
+    names = list(table)
+    lines = [f"| {first} | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+    for key in table[names[0]]:
+        lines.append(f"| {key} | " + " | ".join(f"{table[n][key][0]:.3f} / {table[n][key][1]:.3f}" for n in names)
+                     + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.grouping import FLOORS, THRESHOLDS, _join, _subset, adience_set, choose, crossval_distributions, fgnet_sets
+from bench.grouping import (FLOORS, THRESHOLDS, _join, _subset, adience_set, choose, crossval_distributions,
+                            fgnet_sets, setting_rows)
 from bench.people import _scan
 
 STARTS = [1.0, 0.55, 0.52, 0.50, 0.48]  # the single faces' threshold; 1.0: they merge like any pair
@@ -119,10 +120,7 @@ def markdown(r: dict[str, Any]) -> str:
         cells = [(f"**{v[n][0]:.3f} / {v[n][1]:.3f}**" if n == v["held_out"] else f"{v[n][0]:.3f} / {v[n][1]:.3f}")
                  for n in names]
         lines.append(f"| {v['lever']} | {v['held_out']} | {v['setting']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Every setting", "", "| setting | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-    for key in r["table"][names[0]]:
-        lines.append(f"| {key} | " + " | ".join(f"{r['table'][n][key][0]:.3f} / {r['table'][n][key][1]:.3f}"
-                                               for n in names) + " |")
+    lines += ["", "## Every setting", ""] + setting_rows(r["table"], "setting")
     return "\n".join(lines) + "\n"
 
 
