@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.people import YEAR, _scan, adience_labels, bcubed
+from bench.people import YEAR, _scan, adience_labels, bcubed, fgnet_half
 from phototag.people.grouping import GroupingOptions
 
 THRESHOLDS = [0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.55, 0.56, 0.58, 0.60, 0.62]
@@ -284,9 +284,9 @@ SCALE_FLOOR = 0.95
 
 
 def halves(s: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """fgnet-dev's labelled faces in two halves by person (ids 0-1, 4-5, ... and 2-3, 6-7, ...)."""
-    subject = np.array([int(t) if t else -1 for t in s["truth"]])
-    return [_subset(s, (subject >= 0) & ((subject // 2) % 2 == h)) for h in (0, 1)]
+    """fgnet-dev's labelled faces in two halves by person (bench.people.fgnet_half, as bench.suggest splits)."""
+    half = np.array([fgnet_half(t) if t else -1 for t in s["truth"]])
+    return [_subset(s, half == h) for h in (0, 1)]
 
 
 def choose_scale(rows: dict[float | None, tuple[float, float]], floor: float = SCALE_FLOOR) -> float | None:

@@ -36,6 +36,12 @@ import numpy as np
 YEAR = 365.2425
 
 
+def fgnet_half(subject: str | int) -> int:
+    """The half of fgnet-dev's people a subject id falls in, 0 or 1 (ids 0-1, 4-5, ... and 2-3, 6-7, ...:
+    its ids are odd, so (id // 2) % 2 splits them evenly): the benches hold people out by these halves."""
+    return (int(subject) // 2) % 2
+
+
 def bcubed(labels: list[Any], truth: list[Any]) -> tuple[float, float]:
     """BCubed precision and recall of a clustering against the truth."""
     labels_a, truth_a = np.asarray(labels), np.asarray(truth)

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.people import _scan, adience_labels, bcubed
+from bench.people import _scan, adience_labels, bcubed, fgnet_half
 
 TARGET_RECALL = 0.95
 SCALES = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]  # years; 0: every pair of faces counts the same (the plain average)
@@ -107,7 +107,7 @@ def _honest_ages(db: Path, crossval: dict[str, Any], options: Any = None) -> int
 
 
 def people_halves(db: Path, work: Path, options: Any = None) -> dict[str, Path]:
-    """fgnet-dev's index split by people ((id // 2) % 2: its ids are odd) into two indexes, each grouped
+    """fgnet-dev's index split by people (bench.people.fgnet_half) into two indexes, each grouped
     and dated on its own (with grouping `options`, default the shipped ones), as two albums of other
     people would be."""
     from phototag.people.update import update_people
@@ -120,7 +120,7 @@ def people_halves(db: Path, work: Path, options: Any = None) -> dict[str, Path]:
         with Index(path) as index:
             with index.transaction() as conn:
                 drop = [(i,) for i, p in conn.execute("SELECT id, path FROM photos").fetchall()
-                        if (int(Path(p).name[:3]) // 2) % 2 != half]
+                        if fgnet_half(Path(p).name[:3]) != half]
                 conn.executemany("DELETE FROM faces WHERE photo_id = ?", drop)
                 conn.executemany("DELETE FROM photos WHERE id = ?", drop)
                 conn.execute("UPDATE faces SET person_id = NULL, age_source = 'photo', person_distribution = NULL")
