@@ -13,9 +13,10 @@ equal). Levers measured on every set, at every setting: the descriptor as the sc
 averaged with the descriptor of the chip's mirror image, the linkage taken only over faces
 photographed within a window of years of each other, a quality gate (the album's blurriest and
 most turned faces may join a person but not start one), and the linkage the scan ships: every pair of
-faces weighed by how near in time their photos are (`phototag/people/timed.py`). That lever's scale
-can be chosen only on dated sets, and fgnet-dev is the only one: its people are split in two halves,
-and each half is measured at the scale the other half chose.
+faces weighed by how near in time their photos are (`phototag/people/timed.py`), alone and with the
+neighbour support as shipped (a child's fragment joins the group its neighbours are in; bench.support
+chose it). That lever's scale can be chosen only on dated sets, and fgnet-dev is the only one: its
+people are split in two halves, and each half is measured at the scale the other half chose.
 Every lever here runs without a single faces' threshold, which bench.strangers measures with strangers
 among the faces (not shipped).
 
@@ -164,8 +165,8 @@ def _timed_groups(weights: Any) -> type:
             self.d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
             self.w = weights(np.abs(days[:, None] - days[None, :]))
 
-        def scores(self, a, b):  # noqa: D102
-            plain = super().scores(a, b)
+        def scores(self, a, b, *links):  # noqa: D102
+            plain = super().scores(a, b, *links)
             root = self.parent.copy()
             while not np.array_equal(root[root], root):
                 root = root[root]
@@ -206,8 +207,8 @@ def _gated_groups(weak: np.ndarray) -> type:
             self.strong = np.zeros(g, bool)
             np.logical_or.at(self.strong, g_of_face, ~weak)
 
-        def merge(self, a, b):  # noqa: D102
-            super().merge(a, b)
+        def merge(self, a, b, between):  # noqa: D102
+            super().merge(a, b, between)
             self.strong[a] |= self.strong[b]
 
         def allowed(self, a, b):  # noqa: D102
@@ -224,7 +225,7 @@ def _weak(quality: np.ndarray, share: float) -> np.ndarray:
 
 
 def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, window_years: float | None = None,
-          gate: float | None = None, scale_years: float | None = None) -> tuple[float, float]:
+          gate: float | None = None, scale_years: float | None = None, support: bool = False) -> tuple[float, float]:
     from phototag.people import grouping
 
     x = (s["x"] + s["mirror"]) / 2 if mirror else s["x"]
@@ -234,7 +235,8 @@ def score(s: dict[str, np.ndarray], setting: tuple[float, float], mirror: bool, 
     if gate is not None:
         grouping._Groups = _gated_groups(_weak(s["quality"], gate))
     options = replace(grouping.GroupingOptions(), child_threshold=setting[0], threshold=setting[1],
-                      time_scale_days=scale_years * YEAR if scale_years else None, single_threshold=None)
+                      time_scale_days=scale_years * YEAR if scale_years else None, single_threshold=None,
+                      support=grouping.GroupingOptions().support if support else None)
     try:
         labels = grouping.group_faces(x, s["photos"], s["days"], ages=s["ages"], options=options)
     finally:
@@ -258,15 +260,18 @@ def choose(table: dict[str, dict[tuple[float, float], tuple[float, float]]], set
 
 
 # (name, mirror-averaged, window in years for the windowed linkage or None, share of weak faces for the
-# quality gate or None, one threshold only, time scale in years for the time-weighted linkage or None)
-LEVERS = [("one threshold", False, None, None, True, None),
-          ("a children's threshold", False, None, None, False, None),
-          ("mirror-averaged descriptor, one threshold", True, None, None, True, None),
-          ("mirror-averaged descriptor, a children's threshold", True, None, None, False, None),
-          ("windowed linkage, 6 years, one threshold", False, 6.0, None, True, None),
-          ("windowed linkage, 6 years, a children's threshold", False, 6.0, None, False, None),
-          ("quality gate, 20 %, a children's threshold", False, None, 0.2, False, None),
-          ("time-weighted linkage, 8 years, a children's threshold", False, None, None, False, 8.0)]
+# quality gate or None, one threshold only, time scale in years for the time-weighted linkage or None,
+# neighbour support as shipped (bench.support chose it) or none)
+LEVERS = [("one threshold", False, None, None, True, None, False),
+          ("a children's threshold", False, None, None, False, None, False),
+          ("mirror-averaged descriptor, one threshold", True, None, None, True, None, False),
+          ("mirror-averaged descriptor, a children's threshold", True, None, None, False, None, False),
+          ("windowed linkage, 6 years, one threshold", False, 6.0, None, True, None, False),
+          ("windowed linkage, 6 years, a children's threshold", False, 6.0, None, False, None, False),
+          ("quality gate, 20 %, a children's threshold", False, None, 0.2, False, None, False),
+          ("time-weighted linkage, 8 years, a children's threshold", False, None, None, False, 8.0, False),
+          ("time-weighted linkage, 8 years, and neighbour support, a children's threshold", False, None, None, False,
+           8.0, True)]
 
 # each real set, and the sets (never made from it) that choose its parameters; "shipped" chooses on all
 # three, which is how the default is set: its figures are not held out
@@ -361,13 +366,13 @@ def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
     """Every lever at every setting on every set, for each run of fgnet-dev's cross-validated ages; each
     setting is chosen on the sets' figures averaged over the runs, and each run also chooses alone."""
     out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": [], "runs": len(runs), "each_run": []}
-    for lever, mirror, window, gate, diagonal, scale in LEVERS:
+    for lever, mirror, window, gate, diagonal, scale, support in LEVERS:
         settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
         done: dict[int, dict[tuple[float, float], tuple[float, float]]] = {}  # a set the runs share: scored once
         for sets in runs:
             for s in sets.values():
                 if id(s) not in done:
-                    done[id(s)] = {t: score(s, t, mirror, window, gate, scale) for t in settings}
+                    done[id(s)] = {t: score(s, t, mirror, window, gate, scale, support) for t in settings}
         tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
         table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings}
                  for name in tables[0]}

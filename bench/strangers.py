@@ -18,7 +18,9 @@ The lever: two single faces (not both children's) merge only under a threshold o
 joins others as before. Each setting (children's, others', single faces') is chosen by leaving one set
 out, as bench.grouping chooses, with the strangers composites choosing for the set they are not made
 from; their precision floor is 0.95, a class album's (a few hundred people, most seen once, is a
-class album's or a wedding's crowd, not a family's ten). Writes strangers.json and .md.
+class album's or a wedding's crowd, not a family's ten). Every setting runs without the neighbour
+support, which bench.support measures with strangers among adience-dev's faces. Writes strangers.json
+and .md.
 """
 
 from __future__ import annotations
@@ -68,8 +70,13 @@ def score(s: dict[str, np.ndarray], setting: tuple[float, float, float]) -> tupl
 
     children, others, single = setting
     options = replace(GroupingOptions(), child_threshold=children, threshold=others,
-                      single_threshold=single if single < others else None)
-    labels = group_faces(s["x"], s["photos"], s["days"], ages=s["ages"], options=options)
+                      single_threshold=single if single < others else None, support=None)
+    return album_bcubed(s, group_faces(s["x"], s["photos"], s["days"], ages=s["ages"], options=options))
+
+
+def album_bcubed(s: dict[str, np.ndarray], labels: np.ndarray) -> tuple[float, float]:
+    """BCubed precision and recall of the album's labelled faces; strangers in a face's group count as
+    other people, and the strangers' own figures are not counted (without strangers: plain BCubed)."""
     known = s["truth"] != ""
     album = known & ~np.char.startswith(s["truth"].astype(str), "stranger-")
     lab, truth = labels[known], s["truth"][known]

@@ -403,6 +403,70 @@ def test_two_single_faces_are_held_to_a_stricter_threshold(size, age, joined):
     assert group_faces(x, np.arange(2 * size), ages=ages)[-1] == labels[0]  # the default: like any pair
 
 
+def _children(centres: np.ndarray, faces: list[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Faces around each centre (a child each, `faces` of them), and their age distributions (aged 3)."""
+    x = np.vstack([c + rng.normal(0, 0.0005, (k, 128)) for c, k in zip(centres, faces)])
+    ages = np.full((len(x), 101), 1e-4)
+    ages[:, 3] = 1.0
+    return x, ages
+
+
+def _apart(rng: np.random.Generator, n: int, distance: float) -> np.ndarray:
+    """n centres `distance` from each other (orthogonal steps from one point in 128 dimensions)."""
+    step = np.linalg.qr(rng.normal(0, 1, (128, n)))[0].T
+    return rng.normal(0, 1, 128) + step * distance / np.sqrt(2)
+
+
+@pytest.mark.parametrize("nightly", [False, True])
+def test_a_childs_fragment_joins_the_group_its_neighbours_are_in(nightly):
+    """A baby photographed forty times and three more faces just over the children's threshold from them
+    (under support_threshold), whose every neighbour is the baby's: one person, in a scan from scratch
+    and when the three come in a nightly run. Without the lever they are two."""
+    from phototag.people.grouping import GroupingOptions, group_faces
+
+    o = GroupingOptions()
+    gap = (o.child_threshold + o.support_threshold) / 2
+    assert o.child_threshold < gap < o.support_threshold and o.support is not None
+    rng = np.random.default_rng(5)
+    x, ages = _children(_apart(rng, 2, gap), [40, 3], rng)
+    fixed = np.r_[np.full(40, 7), np.full(3, -1)] if nightly else None
+    labels = group_faces(x, np.arange(43), ages=ages, fixed=fixed)
+    assert len(set(labels.tolist())) == 1 and (not nightly or labels[0] == 7)
+    labels = group_faces(x, np.arange(43), ages=ages, fixed=fixed, options=GroupingOptions(support=None))
+    assert labels[40] != labels[0] and len(set(labels[40:].tolist())) == 1
+
+
+def test_children_seen_a_few_times_each_stay_apart_whatever_their_neighbours():
+    """Ten children of four faces each, all as far apart as the baby's fragment above, as in a class
+    album: each face's neighbours are spread over the other nine, so no child's group is supported into
+    another, and ten stay ten."""
+    from phototag.people.grouping import GroupingOptions, group_faces
+
+    o = GroupingOptions()
+    rng = np.random.default_rng(6)
+    x, ages = _children(_apart(rng, 10, (o.child_threshold + o.support_threshold) / 2), [4] * 10, rng)
+    labels = group_faces(x, np.arange(40), ages=ages)
+    assert [len(set(labels[k * 4:(k + 1) * 4].tolist())) for k in range(10)] == [1] * 10
+    assert len(set(labels.tolist())) == 10
+
+
+def test_neighbour_links_are_counted_between_groups_and_out_of_each():
+    """The links a scan's new faces send: into each other group of a candidate pair, and out of their own."""
+    from phototag.people.grouping import GroupingOptions, _candidate_pairs, neighbours
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 0.035, (30, 128))  # about 0.56 apart: some pairs near, some not
+    g_of_face = np.r_[np.zeros(10, np.int64), np.ones(5, np.int64), 2 + np.arange(15)]  # two people, 15 new
+    new = np.arange(15, 30)
+    o = GroupingOptions(k=6)
+    pairs, ab, ba, leaving = _candidate_pairs(x, new, g_of_face, 17, o)
+    _, idx = neighbours(x, x[new], o.k + 1)
+    edges = [(g_of_face[i], g_of_face[j]) for i, row in zip(new, idx) for j in row if j != i]
+    assert leaving.tolist() == [sum(a == g and b != g for a, b in edges) for g in range(17)]
+    assert len(pairs) and ab.tolist() == [edges.count((a, b)) for a, b in pairs]
+    assert ba.tolist() == [edges.count((b, a)) for a, b in pairs]
+
+
 def test_time_weighted_linkage_is_exact_over_the_pairs_of_faces():
     """The sums kept per group and quarter give what weighing every pair of faces gives, undated faces
     counting fully, through merges."""
@@ -495,9 +559,10 @@ ADIENCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "adience
 @pytest.mark.skipif(not (ADIENCE / "labels.tsv").exists(), reason="needs ../shared/datasets/adience-dev")
 def test_a_real_family_album_is_grouped_precisely(tmp_path):
     """Adience's Flickr family album, scanned as a user would: BCubed precision >= 0.98. Its baby's faces
-    come in a few entries (recall 0.786): the children's threshold is chosen on other sets, where two
+    come in a few entries (recall 0.835): the children's threshold is chosen on other sets, where two
     children of different families would otherwise be one (docs/people.md), and `people suggest`
-    offers those entries' merges first."""
+    offers those entries' merges first. Without the neighbour support, which joins the baby's
+    fragments whose every neighbour is the baby's, the recall is 0.786 and fails this."""
     from bench.people import adience_truth, bcubed
 
     db = tmp_path / "a.db"
@@ -505,7 +570,7 @@ def test_a_real_family_album_is_grouped_precisely(tmp_path):
     assert r.exit_code == 0, r.output
     labels, truth = adience_truth(db, ADIENCE)
     precision, recall = bcubed(labels, truth)
-    assert precision >= 0.98 and recall >= 0.75, (precision, recall)
+    assert precision >= 0.98 and recall >= 0.81, (precision, recall)
 
 
 FGNET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fgnet-dev"

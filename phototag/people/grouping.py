@@ -25,6 +25,12 @@ No library does average linkage with the constraints a photo library needs, so t
   threshold than other pairs: dlib's descriptors of different children sit closer together than those
   of different adults, while one adult's faces across the years sit further apart. One threshold for
   both gave away either a class album's precision or a family's recall (docs/people.md);
+- a child's group whose faces' neighbours outside it all lie in one other group (`support`) may join
+  it under a slightly looser threshold (`support_threshold`): a baby photographed hundreds of times is
+  one dense group, and a few of its faces, turned or blurred, sit just outside the children's threshold
+  while every face near them is that baby's. A child seen a few times, as in a class album, cannot send
+  all of its sixteen neighbours' links into one other child. The neighbour links are counted per pair of
+  groups as they merge, so a group of ten thousand faces costs no more than one;
 - optionally (`single_threshold`), two single faces (not both a child's) merge under a stricter
   threshold than groups: among hundreds of people seen once the nearest stranger is often as close as
   one person's faces, while a face joining a group of several is measured against all of them.
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .births import YEAR_DAYS
 from .timed import TimeWeighted
 
 __all__ = ["GroupingOptions", "group_faces", "neighbours"]
@@ -53,6 +60,12 @@ class GroupingOptions:
     # ... or below this when both are one face and not both a child's (None: like any pair). Measured with
     # strangers among the faces (bench/strangers.py) and not shipped: it costs a family album's recall
     single_threshold: float | None = None
+    # two children's groups merge under support_threshold instead of child_threshold when the smaller one's
+    # faces send at least this share of their neighbour links that leave it into the other (None: never).
+    # Chosen on adience-dev and composites made from it, precision first (bench/support.py): no other set
+    # reacts, so adience-dev's figure with it is not held out
+    support: float | None = 1.0
+    support_threshold: float = 0.49
     child_age: int = 13  # a face is a child's when its age distribution puts more than half below this
     k: int = 16  # nearest neighbours a face is linked to
     near_days: float = 45.0  # photos this close in time ...
@@ -63,7 +76,7 @@ class GroupingOptions:
     # pairs of faces weigh exp(-days apart / this) in the linkage (None: the plain average). Chosen on
     # fgnet-dev, the only dated set (bench/grouping_scale.py): the best recall where precision stays 0.95
     # and `people suggest` keeps 16 of its top 20 right (shorter scales link what it would offer first)
-    time_scale_days: float | None = 8 * 365.25
+    time_scale_days: float | None = 8 * YEAR_DAYS
 
 
 def neighbours(base: np.ndarray, queries: np.ndarray, k: int, *, approximate: bool = False
@@ -97,8 +110,10 @@ class _Groups:
 
     def __init__(self, x: np.ndarray, g_of_face: np.ndarray, g: int, photos: np.ndarray, days: np.ndarray,
                  fixed_labels: np.ndarray, banned: dict[int, set[int]], birth_loglik: np.ndarray | None,
-                 young: np.ndarray, options: GroupingOptions) -> None:
+                 young: np.ndarray, options: GroupingOptions, leaving: np.ndarray | None = None) -> None:
         self.o = options
+        # neighbour links from each group's faces to faces outside it (none known for an existing person)
+        self.leaving = np.zeros(g) if leaving is None else np.asarray(leaving, np.float64).copy()
         self.young = np.zeros(g, bool)
         np.logical_or.at(self.young, g_of_face, young)
         self.sums = _group_sum(x, g_of_face, g)
@@ -124,10 +139,11 @@ class _Groups:
         scale = options.time_scale_days
         self.timed = TimeWeighted(x, g_of_face, g, days, scale) if scale and np.isfinite(days).any() else None
 
-    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def scores(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
         """Average linkage of each pair of groups, less the date bonus where their dates are near, plus the
-        children's margin where both groups hold a child's face and the single faces' margin where both
-        are one face (so one threshold compares every pair)."""
+        children's margin where both groups hold a child's face (unless the smaller one's neighbours lie in
+        the other: `ab`, `ba` are the neighbour links from a's faces into b and back) and the single faces'
+        margin where both are one face (so one threshold compares every pair)."""
         out = np.empty(len(a))
         for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
             sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
@@ -141,14 +157,42 @@ class _Groups:
         nd, season = self.o.near_days, self.o.season_days
         near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
                 & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
-        children = self.young[a] & self.young[b]
-        out += (self.o.threshold - self.o.child_threshold) * children + self.held_back(a, b)
+        out += self._children_margin(a, b, ab, ba) + self._single_margin(a, b)
         return out - self.o.near_bonus * near
 
-    def held_back(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """The single faces' margin in each pair's score: two faces seen once each (not both a child's) are
-        held to the stricter single_threshold, as two strangers are often as close as one person's faces.
-        The margin goes once either side holds two faces, so such a link is kept for later rounds."""
+    def _children_margin(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
+        """How much stricter than `threshold` a pair of children's groups is held: to the children's threshold,
+        or to support_threshold where the smaller one's neighbours lie in the other."""
+        children = self.young[a] & self.young[b]
+        strict = self.o.threshold - self.o.child_threshold
+        if self.o.support is None:
+            return strict * children
+        loose = max(0.0, self.o.threshold - max(self.o.support_threshold, self.o.child_threshold))
+        return np.where(self.supported(a, b, ab, ba), loose, strict) * children
+
+    def supported(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
+        """Whether the smaller group of each pair sends at least `support` of its neighbour links that leave
+        it into the other. Links are counted as groups merge and never overcounted, so this errs towards no."""
+        if self.o.support is None:
+            return np.zeros(len(a), bool)
+        a_small = self.n[a] <= self.n[b]
+        into = np.where(a_small, ab, ba)
+        leaving = np.where(a_small, self.leaving[a], self.leaving[b])
+        return (leaving > 0) & (into >= self.o.support * leaving)
+
+    def held_back(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
+        """The margins in each pair's score that a later merge may take away, so such a link is kept for later
+        rounds: the single faces' (gone once either side holds two faces) and, with `support`, the children's:
+        such a link carries the neighbour links counted between its two groups, which support needs once
+        they grow, and their linkage moves as they grow."""
+        out = self._single_margin(a, b)
+        if self.o.support is not None:
+            out += self._children_margin(a, b, ab, ba)
+        return out
+
+    def _single_margin(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Two faces seen once each (not both a child's) are held to the stricter single_threshold, as two
+        strangers are often as close as one person's faces."""
         if self.o.single_threshold is None:
             return np.zeros(len(a))
         single = (self.n[a] <= 1) & (self.n[b] <= 1) & ~(self.young[a] & self.young[b])
@@ -169,8 +213,9 @@ class _Groups:
                 return False  # no one birth date fits both
         return True
 
-    def merge(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Merge each b into its a (the pairs are disjoint)."""
+    def merge(self, a: np.ndarray, b: np.ndarray, between: np.ndarray) -> None:
+        """Merge each b into its a (the pairs are disjoint); `between`: the neighbour links between the two."""
+        self.leaving[a] += self.leaving[b] - between
         self.sums[a] += self.sums[b]
         self.sq[a] += self.sq[b]
         self.n[a] += self.n[b]
@@ -225,7 +270,7 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
     g_of_face[fixed >= 0] = np.searchsorted(labels_fixed, fixed[fixed >= 0])
     g_of_face[new] = len(labels_fixed) + np.arange(len(new))
     g = len(labels_fixed) + len(new)
-    pairs = _candidate_pairs(x, new, g_of_face, options) if len(new) else np.zeros((0, 2), np.int64)
+    pairs, ab, ba, leaving = _candidate_pairs(x, new, g_of_face, g, options)
     # Only the groups a new face may join take part: a nightly run of 1,000 new faces in a library of
     # 100,000 looks at the people near them, not at everyone.
     involved = np.zeros(g, bool)
@@ -245,9 +290,10 @@ def group_faces(descriptors: np.ndarray, photos: np.ndarray, days: np.ndarray | 
     position = {int(f): k for k, f in enumerate(faces_in)}
     state = _Groups(x[faces_in], compact[g_of_face[faces_in]], int(involved.sum()), np.asarray(photos)[faces_in],
                     days[faces_in], part_fixed,
-                    {position[i]: v for i, v in (banned or {}).items() if i in position}, loglik, young, options)
+                    {position[i]: v for i, v in (banned or {}).items() if i in position}, loglik, young, options,
+                    leaving[involved])
     if len(pairs):
-        _agglomerate(state, compact[pairs])
+        _agglomerate(state, compact[pairs], ab, ba)
     # Each group's label: its person's, or a new one.
     root = state.parent.copy()
     while not np.array_equal(root[root], root):
@@ -273,30 +319,47 @@ def _young(distributions: np.ndarray, child_age: int) -> np.ndarray:
     return distributions[:, :child_age].sum(axis=1) > 0.5 * np.where(total > 0, total, 1.0)
 
 
-def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, o: GroupingOptions) -> np.ndarray:
-    """Group pairs (a < b) linked by a new face's near neighbour, closer than the threshold allows."""
+def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, g: int, o: GroupingOptions
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Group pairs (a < b) linked by a new face's near neighbour, closer than the threshold allows; for each
+    pair the neighbour links from a's faces into b and from b's into a (near or not); and each group's
+    neighbour links that leave it."""
+    if not len(new):
+        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0), np.zeros(g)
     approximate = len(x) > o.exact_below and len(new) > o.exact_below // 4
     dist, idx = neighbours(x, x[new], o.k + 1, approximate=approximate)
-    limit = o.threshold + o.near_bonus
     src = np.repeat(new, idx.shape[1])
     dst = idx.ravel()
-    keep = (dst >= 0) & (dist.ravel() < limit)
-    a, b = g_of_face[src[keep]], g_of_face[dst[keep]]
-    a, b = np.minimum(a, b), np.maximum(a, b)
-    return np.unique(np.stack([a, b], 1)[a != b], axis=0)
+    real = (dst >= 0) & (dst != src)
+    ga, gb, near = g_of_face[src[real]], g_of_face[dst[real]], dist.ravel()[real] < o.threshold + o.near_bonus
+    apart = ga != gb
+    leaving = np.bincount(ga[apart], minlength=g).astype(np.float64)
+    directed, counts = np.unique(ga[apart] * g + gb[apart], return_counts=True)
+    a, b = ga[apart & near], gb[apart & near]
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], 1), axis=0)
+
+    def links(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        if not len(directed):
+            return np.zeros(len(p))
+        at = np.minimum(np.searchsorted(directed, p * g + q), len(directed) - 1)
+        return np.where(directed[at] == p * g + q, counts[at], 0).astype(np.float64)
+
+    return pairs, links(pairs[:, 0], pairs[:, 1]), links(pairs[:, 1], pairs[:, 0]), leaving
 
 
-def _agglomerate(s: _Groups, pairs: np.ndarray) -> None:
+def _agglomerate(s: _Groups, pairs: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> None:
     """Merge along the links, in rounds of mutual best partners, while the linkage stays under the
     threshold. A pair the constraints forbid loses its link, and both look again next round. A link
-    that only the single faces' margin holds over the threshold stays, for when either side grows."""
+    held over the threshold only by a margin that a later merge may take away stays (`held_back`).
+    Each link carries the neighbour links between its two groups (`ab` from a's faces, `ba` back)."""
     a, b = pairs[:, 0].copy(), pairs[:, 1].copy()
-    score = s.scores(a, b)
-    held = s.held_back(a, b)
+    ab, ba = np.asarray(ab, np.float64).copy(), np.asarray(ba, np.float64).copy()
+    score = s.scores(a, b, ab, ba)
+    held = s.held_back(a, b, ab, ba)
     g = len(s.n)
     while len(a):
         keep = score - held < s.o.threshold
-        a, b, score, held = a[keep], b[keep], score[keep], held[keep]
+        a, b, ab, ba, score, held = a[keep], b[keep], ab[keep], ba[keep], score[keep], held[keep]
         ready = np.flatnonzero(score < s.o.threshold)
         if not len(ready):
             return
@@ -311,27 +374,31 @@ def _agglomerate(s: _Groups, pairs: np.ndarray) -> None:
         best[ends[firsts]] = others[firsts]
         mutual = (best[ra] == rb) & (best[rb] == ra)
         ma, mb = ra[mutual], rb[mutual]
+        between = (ab + ba)[ready][mutual]
         ok = np.array([s.allowed(i, j) for i, j in zip(ma.tolist(), mb.tolist())], bool)
         forbidden = ready[mutual][~ok]
-        ma, mb = ma[ok], mb[ok]
+        ma, mb, between = ma[ok], mb[ok], between[ok]
         swap = s.fixed[mb] & ~s.fixed[ma]  # the existing person absorbs the new faces and keeps its label
         ma, mb = np.where(swap, mb, ma), np.where(swap, ma, mb)
         if not len(ma) and not len(forbidden):
             return
-        s.merge(ma, mb)
+        s.merge(ma, mb, between)
         drop = np.zeros(len(a), bool)
         drop[forbidden] = True
-        a, b, score, held = a[~drop], b[~drop], score[~drop], held[~drop]
-        # relink to the merged groups; recompute the links that touch them
+        a, b, ab, ba, score, held = a[~drop], b[~drop], ab[~drop], ba[~drop], score[~drop], held[~drop]
+        # relink to the merged groups (the neighbour links of links that become one add up); recompute the
+        # links that touch them
         changed = np.zeros(g, bool)
         changed[ma] = True
         a, b = s.parent[a], s.parent[b]
-        a, b = np.minimum(a, b), np.maximum(a, b)
+        flip = a > b
+        a, b = np.where(flip, b, a), np.where(flip, a, b)
+        ab, ba = np.where(flip, ba, ab), np.where(flip, ab, ba)
         live = a != b
-        a, b, score, held = a[live], b[live], score[live], held[live]
-        key = a * g + b
-        key, first = np.unique(key, return_index=True)
+        a, b, ab, ba, score, held = a[live], b[live], ab[live], ba[live], score[live], held[live]
+        key, first, inverse = np.unique(a * g + b, return_index=True, return_inverse=True)
+        ab, ba = np.bincount(inverse, ab, len(key)), np.bincount(inverse, ba, len(key))
         a, b, score, held = a[first], b[first], score[first], held[first]
         touched = changed[a] | changed[b]
-        score[touched] = s.scores(a[touched], b[touched])
-        held[touched] = s.held_back(a[touched], b[touched])
+        score[touched] = s.scores(a[touched], b[touched], ab[touched], ba[touched])
+        held[touched] = s.held_back(a[touched], b[touched], ab[touched], ba[touched])
