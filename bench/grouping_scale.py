@@ -11,7 +11,8 @@ cross-validated ages and is grouped and dated whole and as two halves of its peo
 halves), and each is measured as bench.suggest measures: grouping's BCubed precision and recall, and
 the suggestions' top 10 and top 20. Each half's scale is chosen on the other half (the mean of the
 runs): the best grouping recall among the scales where grouping keeps precision >= 0.95 and the
-suggestions keep >= 16 of their top 20 right (ties to the longer scale; none: the plain average). The
+suggestions keep >= 16 of their top 20 right (a recall within 0.005 of the best is a tie, and ties go to
+the longer scale; none: the plain average). The
 shipped scale is chosen the same way with the whole set and both halves each keeping both floors, so
 its whole-set figure is not held out. Writes grouping_scale.json and .md.
 """
@@ -32,6 +33,8 @@ from bench.suggest import _honest_ages, fgnet_truth, people_halves, quality
 SCALES = [None, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0]  # years; None: the plain average linkage
 PRECISION_FLOOR = 0.95
 TOP20_FLOOR = 16
+# recall this close to the best is a tie: two runs of one training differ by more (docs/people.md)
+TIE = 0.005
 _KEYS = ("precision_before", "recall_before", "top10_right", "top20_right", "top20")
 
 
@@ -59,11 +62,14 @@ def _passes(q: dict[str, float]) -> bool:
 
 
 def choose(tables: list[dict[float | None, dict[str, float]]]) -> float | None:
-    """The scale with the best recall on the first table among those that pass on every table."""
+    """The scale with the best recall on the first table among those that pass on every table; a recall
+    within TIE of the best is a tie, and ties go to the longer scale (the nearer to the plain average)."""
     ok = [s for s in SCALES if all(_passes(t[s]) for t in tables)]
     if not ok:
         return None
-    return max(ok, key=lambda s: (tables[0][s]["recall_before"], float("inf") if s is None else s))
+    best = max(tables[0][s]["recall_before"] for s in ok)
+    return max((s for s in ok if tables[0][s]["recall_before"] >= best - TIE),
+               key=lambda s: float("inf") if s is None else s)
 
 
 def run(runs: list[dict[str, dict[float | None, dict[str, Any]]]]) -> dict[str, Any]:
@@ -89,7 +95,8 @@ def markdown(r: dict[str, Any]) -> str:
              "runs of cross-validated ages: grouping's BCubed precision / recall, then the suggestions' top 10 / "
              f"top 20 right. A scale passes where precision >= {r['floors']['precision']} and >= "
              f"{r['floors']['top20_right']} of the top 20 are right; each half is measured at the passing scale "
-             f"with the best recall on the other half (**bold**). Shipped: {r['shipped'] or 'plain'} (the whole set "
+             f"with the best recall on the other half (**bold**; a recall within {TIE} of the best is a tie, and "
+             f"ties go to the longer scale). Shipped: {r['shipped'] or 'plain'} (the whole set "
              "and both halves each passing).", "",
              "| scale | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for s in r["scales"]:

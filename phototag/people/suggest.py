@@ -34,7 +34,7 @@ MAX_DISTANCE = 0.70  # descriptor distance (weighed by time, below) beyond which
 # figure measured with the scale the other half chose, over two runs of cross-validated ages
 # (docs/people.md), with grouping time-weighted as shipped; adience-dev is undated. 1 to 8 years differ
 # by about one pair in the top 20.
-TIME_SCALE_YEARS = 3.0
+TIME_SCALE_YEARS = 1.0
 _SAMPLE = 48  # faces of each person compared, at most: enough for an average, bounded for large people
 _NEIGHBOURS = 24  # candidate people per person, by their mean descriptors
 # Two people whose 80 % birth intervals do not overlap are not suggested: no one birth date explains
