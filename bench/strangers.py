@@ -131,24 +131,36 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def album_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the benches that add strangers to the albums (this one and bench.support)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--fgnet", type=Path, required=True)
     ap.add_argument("--adience", type=Path, required=True)
     ap.add_argument("--utkface", type=Path, required=True)
     ap.add_argument("--fgnet-crossval", type=Path, nargs="+", required=True)
     ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"))
-    ap.add_argument("--fgnet-db", type=Path)
-    ap.add_argument("--adience-db", type=Path)
-    ap.add_argument("--strangers", type=int, default=300)
+    ap.add_argument("--fgnet-db", type=Path, help="fgnet-dev already scanned with `--no-people` (default: scan it now)")
+    ap.add_argument("--adience-db", type=Path, help="adience-dev already scanned with `--no-people`")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="phototag-strangers-"))
+    return ap
+
+
+def album_indexes(args: argparse.Namespace, work: Path) -> dict[str, Path]:
+    """fgnet-dev's and adience-dev's indexes: those given, or scanned now without people."""
     dbs = {}
     for name, given, folder in (("fgnet", args.fgnet_db, args.fgnet), ("adience", args.adience_db, args.adience)):
         dbs[name] = given or work / f"{name}.db"
         if not given:
             _scan(folder, dbs[name], people=False)
+    return dbs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = album_arguments(__doc__.split("\n\n")[0])
+    ap.add_argument("--strangers", type=int, default=300)
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="phototag-strangers-"))
+    dbs = album_indexes(args, work)
     st = strangers_set(args.utkface, args.strangers, work)
     ad = adience_set(dbs["adience"], args.adience)
     ad_st = _join({k: ad[k] for k in st}, st)

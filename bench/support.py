@@ -27,7 +27,6 @@ adience-dev as one library) are measured beside. Writes support.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from dataclasses import replace
@@ -37,8 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.grouping import _join, _subset, adience_set, crossval_distributions, fgnet_sets
-from bench.people import _scan
-from bench.strangers import album_bcubed, strangers_set
+from bench.strangers import album_arguments, album_bcubed, album_indexes, strangers_set
 
 SUPPORTS = [None, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]  # None: no lever
 SUPPORT_THRESHOLDS = [0.49, 0.50, 0.51, 0.52, 0.53, 0.54, 0.56, 0.58, 0.60]
@@ -115,22 +113,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fgnet", type=Path, required=True)
-    ap.add_argument("--adience", type=Path, required=True)
-    ap.add_argument("--utkface", type=Path, required=True)
-    ap.add_argument("--fgnet-crossval", type=Path, nargs="+", required=True)
-    ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"))
-    ap.add_argument("--fgnet-db", type=Path)
-    ap.add_argument("--adience-db", type=Path)
-    ap.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = ap.parse_args(argv)
+    args = album_arguments(__doc__.split("\n\n")[0]).parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="phototag-support-"))
-    dbs = {}
-    for name, given, folder in (("fgnet", args.fgnet_db, args.fgnet), ("adience", args.adience_db, args.adience)):
-        dbs[name] = given or work / f"{name}.db"
-        if not given:
-            _scan(folder, dbs[name], people=False)
+    dbs = album_indexes(args, work)
     ad = adience_set(dbs["adience"], args.adience)
     many = strangers_set(args.utkface, 900, work)
     draws = [_join({k: ad[k] for k in many}, _subset(many, np.arange(len(many["x"])) % 3 == k)) for k in range(3)]
