@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from bench.people import YEAR, _scan, adience_labels, bcubed, fgnet_half
+from bench.run import write_results
 from phototag.people.grouping import GroupingOptions
 
 THRESHOLDS = [0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.55, 0.56, 0.58, 0.60, 0.62]
@@ -468,11 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             "same training)" if crossvals else "in-sample (the shipped network learned from them)")
     result = {"faces": {k: int(len(v["x"])) for k, v in runs[0].items()}, "fgnet_ages": ages, **run(runs),
               "time_scale": scale_by_halves(runs)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grouping.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "grouping.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "grouping", result, markdown)
 
 
 if __name__ == "__main__":

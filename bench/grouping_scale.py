@@ -20,7 +20,6 @@ its whole-set figure is not held out. Writes grouping_scale.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from dataclasses import replace
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.people import YEAR
+from bench.run import write_results
 from bench.suggest import _honest_ages, fgnet_truth, people_halves, quality
 
 SCALES = [None, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0]  # years; None: the plain average linkage
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(measure(args.fgnet_db, crossvals, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grouping_scale.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "grouping_scale.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "grouping_scale", result, markdown)
 
 
 if __name__ == "__main__":

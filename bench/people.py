@@ -276,7 +276,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.run import machine
+    from bench.run import machine, write_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fgnet", type=Path)
@@ -296,11 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result[key]), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "people.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "people.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "people", result, markdown)
 
 
 if __name__ == "__main__":

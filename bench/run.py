@@ -305,6 +305,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
+def write_results(out: Path, name: str, result: dict[str, Any], render: Any) -> int:
+    """A bench's results as `out/name.json` and `out/name.md` (its markdown, also printed); exit code 0."""
+    text = render(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def markdown(r: dict[str, Any]) -> str:
     ours, naive = r["scan"], r.get("naive")
     rows = [("photos per second", "photos_per_s"), ("faces per second", "faces_per_s"),
@@ -429,11 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             result["runtimes"] = model_runtimes()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "results.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "results", result, markdown)
 
 
 if __name__ == "__main__":

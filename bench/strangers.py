@@ -26,7 +26,6 @@ and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from bench.grouping import (FLOORS, THRESHOLDS, _join, _subset, adience_set, choose, crossval_distributions,
                             fgnet_sets, setting_rows)
 from bench.people import _scan
+from bench.run import write_results
 
 STARTS = [1.0, 0.55, 0.52, 0.50, 0.48]  # the single faces' threshold; 1.0: they merge like any pair
 SETTINGS = [(c, t, s) for t in THRESHOLDS for c in THRESHOLDS for s in STARTS if c <= t and t >= 0.52 and s != t]
@@ -170,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children),
                      "fgnet-dev + strangers": _join({k: fg[k] for k in st}, st), "adience-dev + strangers": ad_st})
     result = {"strangers": args.strangers, **run(runs)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "strangers.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "strangers.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "strangers", result, markdown)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.people import _scan, adience_labels, bcubed, fgnet_half
+from bench.run import write_results
 
 TARGET_RECALL = 0.95
 SCALES = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]  # years; 0: every pair of faces counts the same (the plain average)
@@ -321,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             result["sweep"] = sweep(runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "suggest.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "suggest.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "suggest", result, markdown)
 
 
 if __name__ == "__main__":

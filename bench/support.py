@@ -27,7 +27,6 @@ adience-dev as one library) are measured beside. Writes support.json and .md.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.grouping import _join, _subset, adience_set, crossval_distributions, fgnet_sets
+from bench.run import write_results
 from bench.strangers import album_arguments, album_bcubed, album_indexes, strangers_set
 
 SUPPORTS = [None, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]  # None: no lever
@@ -128,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                  for draw in draws]
     result = run(runs)
     result["strangers_draws"] = len(draws)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "support.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "support.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
+    return write_results(args.out, "support", result, markdown)
 
 
 if __name__ == "__main__":
