@@ -166,8 +166,7 @@ def _timed_groups(weights: Any) -> type:
             self.d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
             self.w = weights(np.abs(days[:, None] - days[None, :]))
 
-        def scores(self, a, b, *links):  # noqa: D102
-            plain = super().scores(a, b, *links)
+        def linkage(self, a, b):  # noqa: D102
             root = self.parent.copy()
             while not np.array_equal(root[root], root):
                 root = root[root]
@@ -183,8 +182,7 @@ def _timed_groups(weights: Any) -> type:
             for k, (ga, gb) in enumerate(zip(a.tolist(), b.tolist())):
                 fa, fb = faces_of(ga), faces_of(gb)
                 d2, w = self.d2[np.ix_(fa, fb)], self.w[np.ix_(fa, fb)]
-                everything = np.sqrt(d2.mean())
-                out[k] = (np.sqrt((d2 * w).sum() / w.sum()) if w.sum() > 0 else np.inf) - (everything - plain[k])
+                out[k] = np.sqrt((d2 * w).sum() / w.sum()) if w.sum() > 0 else np.inf
             return out
 
     return Timed

@@ -139,11 +139,27 @@ class _Groups:
         scale = options.time_scale_days
         self.timed = TimeWeighted(x, g_of_face, g, days, scale) if scale and np.isfinite(days).any() else None
 
-    def scores(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
-        """Average linkage of each pair of groups, less the date bonus where their dates are near, plus the
-        children's margin where both groups hold a child's face (unless the smaller one's neighbours lie in
-        the other: `ab`, `ba` are the neighbour links from a's faces into b and back) and the single faces'
-        margin where both are one face (so one threshold compares every pair)."""
+    def scores(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair of groups' score and the part of it held back. The score: their linkage, less the date
+        bonus where their dates are near, plus the children's margin where both groups hold a child's face
+        (unless the smaller one's neighbours lie in the other: `ab`, `ba` are the neighbour links from a's
+        faces into b and back) and the single faces' margin where both are one face (so one threshold
+        compares every pair). Held back: the margins a later merge may take away, so such a link is kept
+        for later rounds: the single faces' (gone once either side holds two faces) and, with `support`,
+        the children's (the link carries the neighbour links counted between its two groups, which
+        support needs once they grow, and their linkage moves as they grow)."""
+        # Near in time: both groups' photos fit in one season (a year at most) and lie within
+        # near_days of each other. A group spanning years is not near anything: its faces changed.
+        nd, season = self.o.near_days, self.o.season_days
+        near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
+                & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
+        children, single = self._children_margin(a, b, ab, ba), self._single_margin(a, b)
+        held = single + children if self.o.support is not None else single
+        return self.linkage(a, b) + children + single - self.o.near_bonus * near, held
+
+    def linkage(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The RMS distance between the faces of each pair of groups, time-weighted where dated."""
         out = np.empty(len(a))
         for lo in range(0, len(a), 65536):  # in blocks: the gathered sums of a million pairs would not fit
             sa, sb = a[lo : lo + 65536], b[lo : lo + 65536]
@@ -152,13 +168,7 @@ class _Groups:
             if self.timed is not None:
                 ms = self.timed.mean_square(sa, sb, ms)
             out[lo : lo + 65536] = np.sqrt(np.maximum(ms, 0.0))
-        # Near in time: both groups' photos fit in one season (a year at most) and lie within
-        # near_days of each other. A group spanning years is not near anything: its faces changed.
-        nd, season = self.o.near_days, self.o.season_days
-        near = ((self.first[a] <= self.last[b] + nd) & (self.first[b] <= self.last[a] + nd)
-                & (self.last[a] - self.first[a] <= season) & (self.last[b] - self.first[b] <= season))
-        out += self._children_margin(a, b, ab, ba) + self._single_margin(a, b)
-        return out - self.o.near_bonus * near
+        return out
 
     def _children_margin(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
         """How much stricter than `threshold` a pair of children's groups is held: to the children's threshold,
@@ -179,16 +189,6 @@ class _Groups:
         into = np.where(a_small, ab, ba)
         leaving = np.where(a_small, self.leaving[a], self.leaving[b])
         return (leaving > 0) & (into >= self.o.support * leaving)
-
-    def held_back(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
-        """The margins in each pair's score that a later merge may take away, so such a link is kept for later
-        rounds: the single faces' (gone once either side holds two faces) and, with `support`, the children's:
-        such a link carries the neighbour links counted between its two groups, which support needs once
-        they grow, and their linkage moves as they grow."""
-        out = self._single_margin(a, b)
-        if self.o.support is not None:
-            out += self._children_margin(a, b, ab, ba)
-        return out
 
     def _single_margin(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Two faces seen once each (not both a child's) are held to the stricter single_threshold, as two
@@ -350,12 +350,11 @@ def _candidate_pairs(x: np.ndarray, new: np.ndarray, g_of_face: np.ndarray, g: i
 def _agglomerate(s: _Groups, pairs: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> None:
     """Merge along the links, in rounds of mutual best partners, while the linkage stays under the
     threshold. A pair the constraints forbid loses its link, and both look again next round. A link
-    held over the threshold only by a margin that a later merge may take away stays (`held_back`).
+    held over the threshold only by a margin that a later merge may take away stays (`scores`).
     Each link carries the neighbour links between its two groups (`ab` from a's faces, `ba` back)."""
     a, b = pairs[:, 0].copy(), pairs[:, 1].copy()
     ab, ba = np.asarray(ab, np.float64).copy(), np.asarray(ba, np.float64).copy()
-    score = s.scores(a, b, ab, ba)
-    held = s.held_back(a, b, ab, ba)
+    score, held = s.scores(a, b, ab, ba)
     g = len(s.n)
     while len(a):
         keep = score - held < s.o.threshold
@@ -400,5 +399,4 @@ def _agglomerate(s: _Groups, pairs: np.ndarray, ab: np.ndarray, ba: np.ndarray) 
         ab, ba = np.bincount(inverse, ab, len(key)), np.bincount(inverse, ba, len(key))
         a, b, score, held = a[first], b[first], score[first], held[first]
         touched = changed[a] | changed[b]
-        score[touched] = s.scores(a[touched], b[touched], ab[touched], ba[touched])
-        held[touched] = s.held_back(a[touched], b[touched], ab[touched], ba[touched])
+        score[touched], held[touched] = s.scores(a[touched], b[touched], ab[touched], ba[touched])
