@@ -178,13 +178,11 @@ class _Groups:
         if self.o.support is None:
             return strict * children
         loose = max(0.0, self.o.threshold - max(self.o.support_threshold, self.o.child_threshold))
-        return np.where(self.supported(a, b, ab, ba), loose, strict) * children
+        return np.where(self._supported(a, b, ab, ba), loose, strict) * children
 
-    def supported(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
+    def _supported(self, a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) -> np.ndarray:
         """Whether the smaller group of each pair sends at least `support` of its neighbour links that leave
         it into the other. Links are counted as groups merge and never overcounted, so this errs towards no."""
-        if self.o.support is None:
-            return np.zeros(len(a), bool)
         a_small = self.n[a] <= self.n[b]
         into = np.where(a_small, ab, ba)
         leaving = np.where(a_small, self.leaving[a], self.leaving[b])
