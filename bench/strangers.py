@@ -1,26 +1,30 @@
 """Grouping with strangers among the faces: a real album plus faces of people seen once.
 
     python -m bench.strangers --fgnet ../shared/datasets/fgnet-dev --adience ../shared/datasets/adience-dev \
-        --utkface ../shared/datasets/utkface --fgnet-crossval RUN1/fgnet-crossval.npz [RUN2/...] \
-        [--fgnet-db FG.db --adience-db AD.db] [--strangers 300]
+        --utkface ../shared/datasets/utkface --wider ../shared/datasets/wider-dev/images \
+        --fgnet-crossval RUN1/fgnet-crossval.npz [RUN2/...] [--fgnet-db FG.db --adience-db AD.db --wider-db WD.db]
 
 A family library holds its few people thousands of times, and also guests, crowds and faces in the
-background, each seen once. Among a thousand strangers some are as close to one another, and to the
-family, as one person's faces are to each other (the nearest of 1,500 UTKFace adults is 0.52 away at
-the median), so a threshold chosen on albums of ten to forty people merges them. The strangers here are
-UTKFace validation faces (UTKFace gives no identities; its faces are of different people but for a few
-repeats), each in a photo of its own, undated, with the shipped model's age distributions; they are
-added to fgnet-dev and to adience-dev. Precision is the album's faces' BCubed precision with the
-strangers counted as other people in their groups; recall is the album's own.
+background, each seen once. Among a few hundred strangers some are as close to one another, and to the
+family, as one person's faces are to each other (the nearest of 663 WIDER faces is 0.52 away at the
+median, of 663 UTKFace faces 0.53), so a threshold chosen on albums of ten to forty people merges them.
+Two sources of strangers, each added to fgnet-dev and to adience-dev in three draws of 300:
+- UTKFace validation faces: web crops, each of a different person but for a few repeats, each in a photo
+  of its own, with the shipped model's age distributions;
+- WIDER faces (`--wider`, the wider-dev photos: handshakes and interviews), found, aligned, described
+  and aged by phototag's own scan as a user's camera photos would be; faces of one photo stay in it
+  (never one person), and a few public figures recur across photos, which only makes the strangers
+  harder to keep apart.
+All strangers are undated. Precision is the album's faces' BCubed precision with the strangers counted as
+other people in their groups; recall is the album's own.
 
 The lever: two single faces (not both children's) merge only under a threshold of their own
 (`GroupingOptions.single_threshold`), stricter than the one for groups; a group of two faces or more
 joins others as before. Each setting (children's, others', single faces') is chosen by leaving one set
 out, as bench.grouping chooses, with the strangers composites choosing for the set they are not made
 from; their precision floor is 0.95, a class album's (a few hundred people, most seen once, is a
-class album's or a wedding's crowd, not a family's ten). Every setting runs without the neighbour
-support, which bench.support measures with strangers among adience-dev's faces. Writes strangers.json
-and .md.
+class album's or a wedding's crowd, not a family's ten). Every setting runs with the neighbour support
+as shipped (bench.support chose it). Writes strangers.json and .md.
 """
 
 from __future__ import annotations
@@ -33,18 +37,27 @@ from typing import Any
 
 import numpy as np
 
-from bench.grouping import (FLOORS, THRESHOLDS, _join, _subset, adience_set, choose, crossval_distributions,
+from bench.grouping import (FLOORS, THRESHOLDS, _join, _load, _subset, adience_set, choose, crossval_distributions,
                             fgnet_sets, setting_rows)
 from bench.people import _scan
 from bench.run import write_results
 
 STARTS = [1.0, 0.55, 0.52, 0.50, 0.48]  # the single faces' threshold; 1.0: they merge like any pair
 SETTINGS = [(c, t, s) for t in THRESHOLDS for c in THRESHOLDS for s in STARTS if c <= t and t >= 0.52 and s != t]
-HELD_OUT = {"fgnet-dev": ["adience-dev", "adience-dev + strangers"],
-            "adience-dev": ["fgnet-dev", "fgnet-children", "fgnet-dev + strangers"],
-            "every set": ["fgnet-dev", "adience-dev", "fgnet-children", "fgnet-dev + strangers",
-                          "adience-dev + strangers"]}
-_FLOORS = {**FLOORS["each set's target"], "fgnet-dev + strangers": 0.95, "adience-dev + strangers": 0.95}
+STRANGERS_FLOOR = 0.95  # a class album's
+DRAWS = 3
+
+
+def held_out(names: list[str]) -> dict[str, list[str]]:
+    """Who chooses for whom: a composite chooses for every set but the album it is made from."""
+    fgnet = [n for n in names if n.startswith("fgnet-dev + ")]
+    adience = [n for n in names if n.startswith("adience-dev + ")]
+    return {"fgnet-dev": ["adience-dev"] + adience, "adience-dev": ["fgnet-dev", "fgnet-children"] + fgnet,
+            "every set": ["fgnet-dev", "adience-dev", "fgnet-children"] + fgnet + adience}
+
+
+def _floor(name: str) -> float:
+    return FLOORS["each set's target"].get(name, STRANGERS_FLOOR)
 
 
 def strangers_set(utkface: Path, n: int, work: Path, seed: int = 0) -> dict[str, np.ndarray]:
@@ -64,13 +77,28 @@ def strangers_set(utkface: Path, n: int, work: Path, seed: int = 0) -> dict[str,
             "truth": np.array([f"stranger-{k}" for k in d["keys"][pick]]), "true_age": d["ages"][pick].astype(float)}
 
 
+def wider_set(db: Path) -> dict[str, np.ndarray]:
+    """Every face a scan found in the wider-dev photos, each a stranger, undated, in its own photo."""
+    rows, a = _load(db)
+    a["days"] = np.full(len(rows), np.nan)
+    a["truth"] = np.array([f"stranger-wider-{r[0]}" for r in rows])
+    a["true_age"] = np.full(len(rows), np.nan)
+    return a
+
+
+def draws(s: dict[str, np.ndarray], n: int, count: int = DRAWS) -> list[dict[str, np.ndarray]]:
+    """`count` draws of `n` faces each (seeds 0, 1, ...; a face's photo comes with it)."""
+    return [_subset(s, np.sort(np.random.default_rng(k).choice(len(s["x"]), min(n, len(s["x"])), replace=False)))
+            for k in range(count)]
+
+
 def score(s: dict[str, np.ndarray], setting: tuple[float, float, float]) -> tuple[float, float]:
     """The album's BCubed precision (strangers in a face's group count as other people) and recall."""
     from phototag.people.grouping import GroupingOptions, group_faces
 
     children, others, single = setting
     options = replace(GroupingOptions(), child_threshold=children, threshold=others,
-                      single_threshold=single if single < others else None, support=None)
+                      single_threshold=single if single < others else None)
     return album_bcubed(s, group_faces(s["x"], s["photos"], s["days"], ages=s["ages"], options=options))
 
 
@@ -102,23 +130,35 @@ def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
     tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
     table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in SETTINGS}
              for name in tables[0]}
-    out: dict[str, Any] = {"runs": len(runs), "starts": STARTS, "held_out": [],
+    out: dict[str, Any] = {"pairings": len(runs), "starts": STARTS, "held_out": [],
                            "table": {n: {_key(t): [round(v, 4) for v in pr] for t, pr in rows.items()}
                                      for n, rows in table.items()}}
     for lever, allowed in (("no single faces' threshold", [1.0]), ("a single faces' threshold", STARTS)):
         settings = [t for t in SETTINGS if t[2] in allowed]
-        for held, choosers in HELD_OUT.items():
-            t = choose(table, settings, choosers, _FLOORS)
+        for held, choosers in held_out(list(table)).items():
+            t = choose(table, settings, choosers, {n: _floor(n) for n in table})
             out["held_out"].append({"lever": lever, "held_out": held, "chosen_on": choosers, "setting": _key(t),
                                     **{n: [round(v, 4) for v in table[n][t]] for n in table}})
+    # does each source of strangers alone make the same choice? (the default's lever: no single faces' threshold)
+    sources = sorted({n.split(" + ")[1] for n in table if " + " in n})
+    plain = [t for t in SETTINGS if t[2] == 1.0]
+    out["by_source"] = {}
+    for source in sources:
+        names = [n for n in table if " + " not in n or n.endswith(" + " + source)]
+        out["by_source"][source] = _key(choose(table, plain, held_out(names)["every set"],
+                                               {n: _floor(n) for n in table}))
     return out
 
 
 def markdown(r: dict[str, Any]) -> str:
     names = [n for n in r["table"]]
     lines = ["# Grouping with strangers among the faces", "",
-             f"BCubed precision / recall of each album's faces, the mean over {r['runs']} runs of fgnet-dev's "
-             "cross-validated ages; `+ strangers`: the album with UTKFace faces of people seen once. A setting is the "
+             f"BCubed precision / recall of each album's faces, the mean over {r['pairings']} pairings of a run of "
+             "fgnet-dev's cross-validated ages and a draw of strangers; `+ ... strangers`: the album with "
+             f"{r['strangers']} faces of people seen once (UTKFace's web crops, or the faces a scan finds in "
+             "wider-dev's photos). Precision floors: "
+             f"fgnet-dev and fgnet-children 0.95, adience-dev 0.98, each composite {STRANGERS_FLOOR}; the neighbour "
+             "support as shipped. A setting is the "
              "children's threshold / everyone else's / two single faces' (`-`: none). **Bold**: the held-out figure. "
              "The scan ships the children's threshold and everyone else's, and no single faces' threshold "
              "(docs/people.md).",
@@ -127,6 +167,9 @@ def markdown(r: dict[str, Any]) -> str:
         cells = [(f"**{v[n][0]:.3f} / {v[n][1]:.3f}**" if n == v["held_out"] else f"{v[n][0]:.3f} / {v[n][1]:.3f}")
                  for n in names]
         lines.append(f"| {v['lever']} | {v['held_out']} | {v['setting']} | " + " | ".join(cells) + " |")
+    if r.get("by_source"):
+        lines += ["", "Every set choosing, with one source of strangers only (no single faces' threshold): "
+                  + "; ".join(f"{source}, {key}" for source, key in r["by_source"].items()) + "."]
     lines += ["", "## Every setting", ""] + setting_rows(r["table"], "setting")
     return "\n".join(lines) + "\n"
 
@@ -141,14 +184,20 @@ def album_arguments(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--card", type=Path, default=Path("models/age-dlib-resnet.json"))
     ap.add_argument("--fgnet-db", type=Path, help="fgnet-dev already scanned with `--no-people` (default: scan it now)")
     ap.add_argument("--adience-db", type=Path, help="adience-dev already scanned with `--no-people`")
+    ap.add_argument("--wider", type=Path, help="wider-dev's photos, whose faces are strangers (default: none)")
+    ap.add_argument("--wider-db", type=Path, help="wider-dev already scanned with `--no-people`")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     return ap
 
 
 def album_indexes(args: argparse.Namespace, work: Path) -> dict[str, Path]:
-    """fgnet-dev's and adience-dev's indexes: those given, or scanned now without people."""
+    """fgnet-dev's, adience-dev's and (with `--wider`) wider-dev's indexes: those given, or scanned now without
+    people."""
     dbs = {}
-    for name, given, folder in (("fgnet", args.fgnet_db, args.fgnet), ("adience", args.adience_db, args.adience)):
+    for name, given, folder in (("fgnet", args.fgnet_db, args.fgnet), ("adience", args.adience_db, args.adience),
+                                ("wider", getattr(args, "wider_db", None), getattr(args, "wider", None))):
+        if folder is None:
+            continue
         dbs[name] = given or work / f"{name}.db"
         if not given:
             _scan(folder, dbs[name], people=False)
@@ -157,19 +206,27 @@ def album_indexes(args: argparse.Namespace, work: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = album_arguments(__doc__.split("\n\n")[0])
-    ap.add_argument("--strangers", type=int, default=300)
+    ap.add_argument("--strangers", type=int, default=300, help="strangers in each draw")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="phototag-strangers-"))
     dbs = album_indexes(args, work)
-    st = strangers_set(args.utkface, args.strangers, work)
+    sources = {"UTKFace": draws(strangers_set(args.utkface, 3 * args.strangers, work), args.strangers)}
+    if "wider" in dbs:
+        sources["WIDER"] = draws(wider_set(dbs["wider"]), args.strangers)
     ad = adience_set(dbs["adience"], args.adience)
-    ad_st = _join({k: ad[k] for k in st}, st)
+    keys = ["x", "ages", "days", "photos", "truth", "true_age"]
+    album_draws = {(source, k): _join({key: ad[key] for key in keys}, {key: d[key] for key in keys})
+                   for source, ds in sources.items() for k, d in enumerate(ds)}
     runs = []
     for fg in fgnet_sets(dbs["fgnet"], args.fgnet, [crossval_distributions(p, args.card) for p in args.fgnet_crossval]):
-        children = (fg["true_age"] >= 2) & (fg["true_age"] <= 12)
-        runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": _subset(fg, children),
-                     "fgnet-dev + strangers": _join({k: fg[k] for k in st}, st), "adience-dev + strangers": ad_st})
-    result = {"strangers": args.strangers, **run(runs)}
+        children = _subset(fg, (fg["true_age"] >= 2) & (fg["true_age"] <= 12))
+        mixed = {(source, k): _join({key: fg[key] for key in keys}, {key: d[key] for key in keys})
+                 for source, ds in sources.items() for k, d in enumerate(ds)}
+        for k in range(DRAWS):
+            runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": children,
+                         **{f"fgnet-dev + {source} strangers": mixed[source, k] for source in sources},
+                         **{f"adience-dev + {source} strangers": album_draws[source, k] for source in sources}})
+    result = {"strangers": args.strangers, "draws": DRAWS, **run(runs)}
     return write_results(args.out, "strangers", result, markdown)
 
 
