@@ -37,10 +37,11 @@ import numpy as np
 from bench.grouping import _join, _subset, adience_set, crossval_distributions, fgnet_sets
 from bench.run import write_results
 from bench.strangers import album_arguments, album_bcubed, album_indexes, strangers_set
+from phototag.people.grouping import GroupingOptions, group_faces
 
 SUPPORTS = [None, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]  # None: no lever
 SUPPORT_THRESHOLDS = [0.49, 0.50, 0.51, 0.52, 0.53, 0.54, 0.56, 0.58, 0.60]
-AT = (0.48, 0.60)  # the shipped children's threshold and everyone else's
+AT = (GroupingOptions().child_threshold, GroupingOptions().threshold)  # the shipped children's threshold and others'
 ADIENCE_FLOOR = 0.98
 TOLERANCE = 0.005
 CHOOSERS = ["adience-dev", "adience-dev + children", "adience-dev + strangers"]
@@ -48,9 +49,7 @@ BESIDE = ["fgnet-dev", "fgnet-children", "both"]
 
 
 def score(s: dict[str, np.ndarray], support: float | None, threshold: float) -> tuple[float, float]:
-    from phototag.people.grouping import GroupingOptions, group_faces
-
-    options = replace(GroupingOptions(), child_threshold=AT[0], threshold=AT[1], single_threshold=None,
+    options = replace(GroupingOptions(), single_threshold=None,
                       support=support, support_threshold=threshold)
     return album_bcubed(s, group_faces(s["x"], s["photos"], s["days"], ages=s["ages"], options=options))
 

@@ -52,10 +52,11 @@ __all__ = ["GroupingOptions", "group_faces", "neighbours"]
 
 @dataclass(frozen=True)
 class GroupingOptions:
-    """Chosen on adience-dev, fgnet-dev and a class-like composite of fgnet-dev's children, each set's
-    figure measured with the thresholds the other sets chose (bench/grouping.py, docs/people.md)."""
+    """Chosen on adience-dev, fgnet-dev, a class-like composite of fgnet-dev's children and both albums with
+    strangers among their faces, each set's figure measured with the thresholds the other sets chose
+    (bench/grouping.py, bench/strangers.py, docs/people.md)."""
 
-    threshold: float = 0.60  # groups merge while their RMS descriptor distance is below this ...
+    threshold: float = 0.58  # groups merge while their RMS descriptor distance is below this ...
     child_threshold: float = 0.48  # ... or below this when both hold a child's face (without ages: every pair)
     # ... or below this when both are one face and not both a child's (None: like any pair). Measured with
     # strangers among the faces (bench/strangers.py) and not shipped: it costs a family album's recall
