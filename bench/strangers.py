@@ -78,7 +78,8 @@ def strangers_set(utkface: Path, n: int, work: Path, seed: int = 0) -> dict[str,
 
 
 def wider_set(db: Path) -> dict[str, np.ndarray]:
-    """Every face a scan found in the wider-dev photos, each a stranger, undated, in its own photo."""
+    """Every face a scan found in the wider-dev photos, each a stranger, undated; faces of one photo keep it
+    (never one person)."""
     rows, a = _load(db)
     a["days"] = np.full(len(rows), np.nan)
     a["truth"] = np.array([f"stranger-wider-{r[0]}" for r in rows])
@@ -195,7 +196,7 @@ def album_indexes(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     people."""
     dbs = {}
     for name, given, folder in (("fgnet", args.fgnet_db, args.fgnet), ("adience", args.adience_db, args.adience),
-                                ("wider", getattr(args, "wider_db", None), getattr(args, "wider", None))):
+                                ("wider", args.wider_db, args.wider)):
         if folder is None:
             continue
         dbs[name] = given or work / f"{name}.db"
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="phototag-strangers-"))
     dbs = album_indexes(args, work)
-    sources = {"UTKFace": draws(strangers_set(args.utkface, 3 * args.strangers, work), args.strangers)}
+    sources = {"UTKFace": draws(strangers_set(args.utkface, DRAWS * args.strangers, work), args.strangers)}
     if "wider" in dbs:
         sources["WIDER"] = draws(wider_set(dbs["wider"]), args.strangers)
     ad = adience_set(dbs["adience"], args.adience)
