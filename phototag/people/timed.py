@@ -18,6 +18,8 @@ import numpy as np
 
 __all__ = ["QUARTER_DAYS", "TimeWeighted"]
 
+# the width of a time bin, not a year's length (that is births.YEAR_DAYS): a pair of faces is weighed by the
+# gap between their bins, within a quarter of a year of their own gap, a small fraction of the scale
 QUARTER_DAYS = 365.25 / 4
 _BLOCK = 1 << 15  # pairs of (group, quarter) rows computed at once (32,768 x 128 x 8 bytes each side)
 
