@@ -40,7 +40,7 @@ import sqlite3
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -363,20 +363,30 @@ def _key(setting: tuple[float, float]) -> str:
     return f"{setting[0]}/{setting[1]}"
 
 
+def scored(runs: list[dict[str, dict[str, np.ndarray]]], settings: list[Any],
+           measure: Callable[[dict[str, np.ndarray], Any], tuple[float, float]]
+           ) -> tuple[list[dict[str, dict[Any, tuple[float, float]]]], dict[str, dict[Any, tuple[float, float]]]]:
+    """Each run's (precision, recall) per set and setting, and their mean over the runs; a set the runs
+    share (the same object) is measured once."""
+    done: dict[int, dict[Any, tuple[float, float]]] = {}
+    for sets in runs:
+        for s in sets.values():
+            if id(s) not in done:
+                done[id(s)] = {t: measure(s, t) for t in settings}
+    tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
+    table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings}
+             for name in tables[0]}
+    return tables, table
+
+
 def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
     """Every lever at every setting on every set, for each run of fgnet-dev's cross-validated ages; each
     setting is chosen on the sets' figures averaged over the runs, and each run also chooses alone."""
     out: dict[str, Any] = {"thresholds": THRESHOLDS, "levers": {}, "held_out": [], "runs": len(runs), "each_run": []}
     for lever, mirror, window, gate, diagonal, scale, support in LEVERS:
         settings = [t for t in SETTINGS if t[0] == t[1] or not diagonal]
-        done: dict[int, dict[tuple[float, float], tuple[float, float]]] = {}  # a set the runs share: scored once
-        for sets in runs:
-            for s in sets.values():
-                if id(s) not in done:
-                    done[id(s)] = {t: score(s, t, mirror, window, gate, scale, support) for t in settings}
-        tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
-        table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings}
-                 for name in tables[0]}
+        tables, table = scored(runs, settings,
+                               lambda s, t: score(s, t, mirror, window, gate, scale, support))
         out["levers"][lever] = {name: {_key(t): [round(p, 4), round(r, 4)] for t, (p, r) in rows.items()}
                                 for name, rows in table.items()}
         for rule_name, rule in FLOORS.items():

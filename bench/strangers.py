@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.grouping import (FLOORS, THRESHOLDS, _join, _load, _subset, adience_set, choose, crossval_distributions,
-                            fgnet_sets, setting_rows)
+                            fgnet_sets, scored, setting_rows)
 from bench.people import _scan
 from bench.run import write_results
 
@@ -87,6 +87,11 @@ def wider_set(db: Path) -> dict[str, np.ndarray]:
     return a
 
 
+def with_strangers(album: dict[str, np.ndarray], strangers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The album's faces (what the strangers' set holds of each) and the strangers', in photos of their own."""
+    return _join({k: album[k] for k in strangers}, strangers)
+
+
 def draws(s: dict[str, np.ndarray], n: int, count: int = DRAWS) -> list[dict[str, np.ndarray]]:
     """`count` draws of `n` faces each (seeds 0, 1, ...; a face's photo comes with it)."""
     return [_subset(s, np.sort(np.random.default_rng(k).choice(len(s["x"]), min(n, len(s["x"])), replace=False)))
@@ -123,14 +128,7 @@ def _key(t: tuple[float, float, float]) -> str:
 
 
 def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
-    done: dict[int, dict[tuple, tuple[float, float]]] = {}
-    for sets in runs:
-        for s in sets.values():
-            if id(s) not in done:
-                done[id(s)] = {t: score(s, t) for t in SETTINGS}
-    tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
-    table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in SETTINGS}
-             for name in tables[0]}
+    _, table = scored(runs, SETTINGS, score)
     out: dict[str, Any] = {"pairings": len(runs), "starts": STARTS, "held_out": [],
                            "table": {n: {_key(t): [round(v, 4) for v in pr] for t, pr in rows.items()}
                                      for n, rows in table.items()}}
@@ -215,14 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     if "wider" in dbs:
         sources["WIDER"] = draws(wider_set(dbs["wider"]), args.strangers)
     ad = adience_set(dbs["adience"], args.adience)
-    keys = ["x", "ages", "days", "photos", "truth", "true_age"]
-    album_draws = {(source, k): _join({key: ad[key] for key in keys}, {key: d[key] for key in keys})
-                   for source, ds in sources.items() for k, d in enumerate(ds)}
+    album_draws = {(source, k): with_strangers(ad, d) for source, ds in sources.items() for k, d in enumerate(ds)}
     runs = []
     for fg in fgnet_sets(dbs["fgnet"], args.fgnet, [crossval_distributions(p, args.card) for p in args.fgnet_crossval]):
         children = _subset(fg, (fg["true_age"] >= 2) & (fg["true_age"] <= 12))
-        mixed = {(source, k): _join({key: fg[key] for key in keys}, {key: d[key] for key in keys})
-                 for source, ds in sources.items() for k, d in enumerate(ds)}
+        mixed = {(source, k): with_strangers(fg, d) for source, ds in sources.items() for k, d in enumerate(ds)}
         for k in range(DRAWS):
             runs.append({"fgnet-dev": fg, "adience-dev": ad, "fgnet-children": children,
                          **{f"fgnet-dev + {source} strangers": mixed[source, k] for source in sources},

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.grouping import _join, _subset, adience_set, crossval_distributions, fgnet_sets
+from bench.grouping import _join, _subset, adience_set, crossval_distributions, fgnet_sets, scored
 from bench.run import write_results
-from bench.strangers import album_arguments, album_bcubed, album_indexes, strangers_set
+from bench.strangers import album_arguments, album_bcubed, album_indexes, strangers_set, with_strangers
 from phototag.people.grouping import GroupingOptions, group_faces
 
 SUPPORTS = [None, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]  # None: no lever
@@ -79,14 +79,7 @@ def _key(t: tuple[float | None, float]) -> str:
 
 
 def run(runs: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
-    done: dict[int, dict[tuple[float | None, float], tuple[float, float]]] = {}
-    for sets in runs:
-        for s in sets.values():
-            if id(s) not in done:
-                done[id(s)] = {t: score(s, *t) for t in settings()}
-    tables = [{name: done[id(s)] for name, s in sets.items()} for sets in runs]
-    table = {name: {t: tuple(float(np.mean([tb[name][t][k] for tb in tables])) for k in (0, 1)) for t in settings()}
-             for name in tables[0]}
+    tables, table = scored(runs, settings(), lambda s, t: score(s, *t))
     chosen = choose(table)
     return {"runs": len(runs), "at": list(AT), "tolerance": TOLERANCE, "chosen": _key(chosen),
             "each_run": [_key(choose(tb)) for tb in tables],
@@ -117,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     dbs = album_indexes(args, work)
     ad = adience_set(dbs["adience"], args.adience)
     many = strangers_set(args.utkface, 900, work)
-    draws = [_join({k: ad[k] for k in many}, _subset(many, np.arange(len(many["x"])) % 3 == k)) for k in range(3)]
+    draws = [with_strangers(ad, _subset(many, np.arange(len(many["x"])) % 3 == k)) for k in range(3)]
     runs = []
     for fg in fgnet_sets(dbs["fgnet"], args.fgnet, [crossval_distributions(p, args.card) for p in args.fgnet_crossval]):
         children = _subset(fg, (fg["true_age"] >= 2) & (fg["true_age"] <= 12))
         visiting = {**{k: children[k] for k in many}, "days": np.full(len(children["x"]), np.nan)}
-        runs += [{"adience-dev": ad, "adience-dev + children": _join({k: ad[k] for k in many}, visiting),
+        runs += [{"adience-dev": ad, "adience-dev + children": with_strangers(ad, visiting),
                   "adience-dev + strangers": draw, "fgnet-dev": fg, "fgnet-children": children, "both": _join(fg, ad)}
                  for draw in draws]
     result = run(runs)
